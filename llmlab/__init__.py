@@ -1,0 +1,91 @@
+"""llmlab: evaluate and choose LLMs from Jupyter notebooks.
+
+The loop: prompt set → plan → runner (LiteLLM, async, cache) → store (DuckDB) → scores → analysis → plots / report
+→ routing table → LiteLLM config. The public facade below imports lazily: ``import llmlab`` loads neither LiteLLM,
+IPython, pandas nor plotly.
+
+Python API (see each function's docstring)::
+
+    import llmlab
+    res = llmlab.run("quickstart", ["sandbox/frontier", "@cheap"])   # or: await llmlab.arun(...)
+    res.summary(); res.results                                       # pandas DataFrames
+    table = llmlab.routing_table(res.results, tolerance=0.03)
+    llmlab.export_litellm_config(table, "routing.yaml")
+    llmlab.report(res.run_id, "report.html")
+
+In a notebook: ``%load_ext llmlab`` for the ``%%llm`` magic; ``llmlab.lab()`` and ``llmlab.compare(run)`` for the
+widgets.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from typing import Any
+
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+
+__version__ = "0.1.0"
+
+from llmlab.errors import (  # noqa: E402  (tiny module, no heavy imports)
+    BudgetError,
+    LLMLabError,
+    MissingKeyError,
+    ModelError,
+    PromptSetError,
+    RoutingError,
+    SandboxError,
+    SchemaVersionError,
+    StoreError,
+)
+
+_LAZY = {
+    "run": ("llmlab.runner", "run"),
+    "arun": ("llmlab.runner", "arun"),
+    "plan": ("llmlab.runner", "plan"),
+    "RunResult": ("llmlab.runner", "RunResult"),
+    "RunOptions": ("llmlab.runner", "RunOptions"),
+    "Store": ("llmlab.store", "Store"),
+    "load_prompts": ("llmlab.prompts", "load_prompts"),
+    "PromptSet": ("llmlab.prompts", "PromptSet"),
+    "summarize": ("llmlab.analysis", "summarize"),
+    "routing_table": ("llmlab.routing", "routing_table"),
+    "export_litellm_config": ("llmlab.export", "write_litellm_config"),
+    "litellm_config": ("llmlab.export", "litellm_config"),
+    "report": ("llmlab.report", "report_run"),
+    "set_alias": ("llmlab.models", "set_alias"),
+    "set_price": ("llmlab.models", "set_price"),
+    "aliases": ("llmlab.models", "aliases"),
+    "Sandbox": ("llmlab.sandbox", "Sandbox"),
+    "ensure_sandbox": ("llmlab.sandbox", "ensure_sandbox"),
+    "lab": ("llmlab.widgets", "lab"),
+    "compare": ("llmlab.widgets", "compare"),
+    "judge": ("llmlab.scoring", "judge_run"),
+    "rate": ("llmlab.scoring", "rate"),
+}
+
+__all__ = sorted([*_LAZY, "__version__", "LLMLabError", "PromptSetError", "ModelError", "MissingKeyError",
+                  "StoreError", "SchemaVersionError", "BudgetError", "RoutingError", "SandboxError",
+                  "load_ipython_extension", "unload_ipython_extension"])
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        module, attr = _LAZY[name]
+        value = getattr(importlib.import_module(module), attr)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'llmlab' has no attribute {name!r}")
+
+
+def load_ipython_extension(ipython: Any) -> None:
+    """``%load_ext llmlab``: registers the ``%%llm`` / ``%llm`` magics (loading twice is harmless)."""
+    from llmlab.magic import load_ipython_extension as _load
+
+    _load(ipython)
+
+
+def unload_ipython_extension(ipython: Any) -> None:
+    from llmlab.magic import unload_ipython_extension as _unload
+
+    _unload(ipython)

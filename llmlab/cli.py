@@ -1,0 +1,184 @@
+"""The command line, for scripts and CI: ``llmlab run | runs | report | route | sandbox | sql | models | import-routellm``.
+
+Bad input exits with status 2 and one line on stderr (``llmlab: error: ...``), no traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from llmlab.errors import LLMLabError
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="llmlab", description="Evaluate and choose LLMs: fan-out, record, analyse, route.")
+    p.add_argument("--db", help="DuckDB store path (default: $LLMLAB_DB or ~/.local/share/llmlab/llmlab.duckdb)")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    r = sub.add_parser("run", help="fan a prompt set out over models and record every call")
+    r.add_argument("prompts", help="a bundled prompt set name (e.g. quickstart) or a CSV/JSONL file")
+    r.add_argument("--models", "-m", required=False, help="comma-separated models or @aliases (default: $LLMLAB_MODELS or the sandbox)")
+    r.add_argument("--name")
+    r.add_argument("--tag", action="append", default=[])
+    r.add_argument("--template", help="a {var} template filled per row")
+    r.add_argument("--category", help="the category column")
+    r.add_argument("--system", "-s")
+    r.add_argument("--temperature", "-t", type=float, default=0.0)
+    r.add_argument("--max-tokens", type=int, default=512)
+    r.add_argument("--samples", "-n", type=int, default=1)
+    r.add_argument("--concurrency", type=int, default=16)
+    r.add_argument("--timeout", type=float, default=60.0, help="seconds per request")
+    r.add_argument("--budget", type=float, help="USD; refuse to start above it, stop issuing calls once spent")
+    r.add_argument("--limit", type=int, help="only the first N prompts")
+    r.add_argument("--no-cache", action="store_true")
+    r.add_argument("--fallback", action="append", default=[], metavar="MODEL=FB1,FB2", help="fallback chain for a model")
+    r.add_argument("--dry-run", action="store_true", help="show the plan and the estimated cost; call nothing")
+    r.add_argument("--sandbox-seed", type=int, default=0)
+
+    sub.add_parser("runs", help="list runs, newest first")
+
+    rep = sub.add_parser("report", help="write the self-contained HTML report of a run")
+    rep.add_argument("run", nargs="?", default="last")
+    rep.add_argument("-o", "--output", help="HTML path (default reports/<run>.html)")
+
+    ro = sub.add_parser("route", help="derive the routing table of a run and export it as a LiteLLM config")
+    ro.add_argument("run", nargs="?", default="last")
+    ro.add_argument("--export", help="write the LiteLLM proxy config.yaml here")
+    ro.add_argument("--tolerance", type=float, default=0.02, help="quality tolerance from the best (0..1)")
+    ro.add_argument("--min-quality", type=float)
+    ro.add_argument("--max-p95-ms", type=float)
+    ro.add_argument("--min-n", type=int, default=5)
+
+    sb = sub.add_parser("sandbox", help="run the local sandbox provider server until Ctrl-C")
+    sb.add_argument("--port", type=int, default=8765)
+    sb.add_argument("--host", default="127.0.0.1")
+    sb.add_argument("--seed", type=int, default=0)
+    sb.add_argument("--latency-scale", type=float, default=1.0)
+    sb.add_argument("--fault-rate", type=float, default=0.0)
+
+    q = sub.add_parser("sql", help="run SQL against the store and print the result")
+    q.add_argument("query")
+
+    sub.add_parser("models", help="known models, aliases and which provider keys are set (names only)")
+
+    im = sub.add_parser("import-routellm", help="import RouteLLM's published results as runs")
+    im.add_argument("path", nargs="?", default=None, help="the routellm data folder (default ../shared/data/routellm)")
+    im.add_argument("--benchmarks", default="mmlu,gsm8k,mt_bench")
+    return p
+
+
+def _print_frame(frame) -> None:  # noqa: ANN001
+    import pandas as pd
+
+    with pd.option_context("display.max_rows", 200, "display.max_columns", 50, "display.width", 200,
+                           "display.max_colwidth", 60):
+        print(frame.to_string(index=False))
+
+
+def _cmd_run(args: argparse.Namespace, store) -> int:  # noqa: ANN001
+    from llmlab.models import SANDBOX_PREFIX, default_models, expand
+    from llmlab.prompts import load_prompts
+    from llmlab.runner import RunOptions, plan, run
+
+    models = expand(args.models) if args.models else default_models()
+    fallbacks = {}
+    for spec in args.fallback:
+        if "=" not in spec:
+            raise LLMLabError(f"--fallback {spec!r}: use MODEL=FALLBACK1,FALLBACK2")
+        k, v = spec.split("=", 1)
+        fallbacks[k.strip()] = expand(v)
+    if any(m.startswith(SANDBOX_PREFIX) for m in [*models, *sum(fallbacks.values(), [])]):
+        import os
+
+        if not os.environ.get("LLMLAB_SANDBOX_API_BASE"):
+            from llmlab.sandbox import ensure_sandbox
+
+            ensure_sandbox(seed=args.sandbox_seed)
+    prompts = load_prompts(args.prompts, template=args.template, category_column=args.category)
+    if args.limit:
+        prompts = prompts.filter(limit=args.limit)
+    opts = dict(temperature=args.temperature, max_tokens=args.max_tokens, samples=args.samples, system=args.system,
+                concurrency=args.concurrency, timeout_s=args.timeout, budget_usd=args.budget,
+                cache=not args.no_cache, fallbacks=fallbacks)
+    if args.dry_run:
+        print(repr(plan(prompts, models, options=RunOptions(**opts), store=store)))
+        return 0
+    res = run(prompts, models, name=args.name, tags=args.tag, store=store, **opts)
+    print(repr(res))
+    print(f"run_id: {res.run_id}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``llmlab`` command. Returns the exit status."""
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="llmlab: %(message)s")
+    try:
+        if args.command == "sandbox":
+            from llmlab.sandbox import main as sandbox_main
+
+            return sandbox_main(["--port", str(args.port), "--host", args.host, "--seed", str(args.seed),
+                                 "--latency-scale", str(args.latency_scale), "--fault-rate", str(args.fault_rate)]) or 0
+        if args.command == "models":
+            from llmlab.models import SANDBOX_MODELS, aliases, key_status
+
+            print("sandbox models: " + ", ".join(SANDBOX_MODELS))
+            for name, targets in aliases().items():
+                print(f"alias {name} -> {', '.join(targets)}")
+            for k in key_status():
+                print(f"provider {k['provider']}: {k['env_var']} {'set' if k['set'] else 'not set'}")
+            return 0
+        from llmlab.store import Store
+
+        store = Store(args.db) if args.db else Store()
+        if args.command == "run":
+            return _cmd_run(args, store)
+        if args.command == "runs":
+            _print_frame(store.runs())
+            return 0
+        if args.command == "sql":
+            _print_frame(store.sql(args.query))
+            return 0
+        if args.command == "report":
+            from llmlab.report import report_run
+
+            path = report_run(args.run, args.output, store=store)
+            print(f"report: {path}")
+            return 0
+        if args.command == "route":
+            from llmlab.export import write_litellm_config
+            from llmlab.routing import routing_table
+
+            run_id = store.resolve_run(args.run)
+            table = routing_table(store.results(run_id), tolerance=args.tolerance, min_quality=args.min_quality,
+                                  max_latency_p95_ms=args.max_p95_ms, min_n=args.min_n)
+            shown = table.assign(fallbacks=table["fallbacks"].map(lambda f: ",".join(f)))
+            _print_frame(shown[["category", "model", "quality", "n", "latency_p95_ms", "cost_per_1k_prompts_usd",
+                                "fallbacks"]])
+            if args.export:
+                path = write_litellm_config(table, args.export, run_id=run_id)
+                print(f"LiteLLM config: {path}")
+            return 0
+        if args.command == "import-routellm":
+            from llmlab.routellm import import_routellm
+
+            ids = import_routellm(args.path, store=store, benchmarks=[b.strip() for b in args.benchmarks.split(",")])
+            print(json.dumps(ids))
+            return 0
+    except (LLMLabError, FileNotFoundError, ValueError) as exc:
+        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        print(f"llmlab: error: {msg}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("llmlab: interrupted; completed calls are recorded", file=sys.stderr)
+        return 130
+    return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,154 @@
+"""Export a routing table as a LiteLLM proxy ``config.yaml`` that ``litellm.Router`` also loads.
+
+Shape (DESIGN.md, decision 8)::
+
+    model_list:
+      - model_name: llmlab-router            # the one public model name clients call
+        litellm_params:
+          model: openai/gpt-4o-mini           # the routed deployment
+          api_key: os.environ/OPENAI_API_KEY  # keys only as os.environ/VAR, never values
+          tags: [arithmetic]                  # the task category ("default" on the catch-all row)
+          input_cost_per_token: 1.5e-07       # explicit, non-zero prices (a 0 counts as unset in LiteLLM)
+          output_cost_per_token: 6.0e-07
+        model_info: {id: ..., llmlab: {run_id, category, quality, n, ...}}   # provenance
+      - model_name: llmlab-router-fallback-1  # fallback groups, tagged "default" so tag filtering keeps them
+        ...
+    router_settings:
+      enable_tag_filtering: true
+      fallbacks: [{llmlab-router: [llmlab-router-fallback-1, ...]}]
+      num_retries: 2
+      timeout: 60
+
+Load it with the proxy (``litellm --config routing.yaml``) or in Python::
+
+    cfg = yaml.safe_load(open("routing.yaml"))
+    router = litellm.Router(**router_kwargs(cfg))      # = Router(model_list=..., **cfg["router_settings"])
+    await router.acompletion(model="llmlab-router", messages=[...], metadata={"tags": ["arithmetic"]})
+
+Known LiteLLM traps (reproduced with 1.106): tag filtering acts only through ``acompletion`` and the proxy (plain
+``Router.completion`` ignores tags); LiteLLM's router fallbacks are per model group, so the exported chain is one
+global order (the default row's fallbacks first, then those of the other rows); per-category fallbacks are kept in
+``model_info`` for provenance. Sandbox deployments use ``api_base: os.environ/LLMLAB_SANDBOX_API_BASE``.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+from llmlab.errors import RoutingError
+from llmlab.models import SANDBOX_API_BASE_ENV, SANDBOX_API_KEY_ENV, resolve
+
+PROVIDER_KEY_ENV = {
+    "openai": "OPENAI_API_KEY", "anthropic": "ANTHROPIC_API_KEY", "groq": "GROQ_API_KEY", "gemini": "GEMINI_API_KEY",
+    "mistral": "MISTRAL_API_KEY", "together_ai": "TOGETHERAI_API_KEY", "openrouter": "OPENROUTER_API_KEY",
+    "deepseek": "DEEPSEEK_API_KEY", "cohere": "COHERE_API_KEY", "fireworks_ai": "FIREWORKS_AI_API_KEY",
+    "xai": "XAI_API_KEY", "perplexity": "PERPLEXITYAI_API_KEY", "deepinfra": "DEEPINFRA_API_KEY",
+}
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-zA-Z0-9]+", "-", text).strip("-").lower()
+
+
+def _deployment(model: str, *, public_name: str, tags: list[str], info: dict[str, Any]) -> dict[str, Any]:
+    spec = resolve(model, check_keys=False)
+    params: dict[str, Any] = {"model": spec.litellm_model}
+    if spec.sandbox:
+        params["api_base"] = f"os.environ/{SANDBOX_API_BASE_ENV}"
+        params["api_key"] = f"os.environ/{SANDBOX_API_KEY_ENV}"
+    else:
+        if spec.api_base:
+            params["api_base"] = spec.api_base
+        env = PROVIDER_KEY_ENV.get(spec.provider) or (spec.key_env[0] if spec.key_env else None)
+        if env:
+            params["api_key"] = f"os.environ/{env}"
+    params["tags"] = tags
+    if not spec.priced or not spec.input_cost_per_token or not spec.output_cost_per_token:
+        raise RoutingError(f"{model}: no non-zero price known; set one with llmlab.set_price before exporting "
+                           "(LiteLLM treats a price of 0 as unset)")
+    params["input_cost_per_token"] = float(spec.input_cost_per_token)
+    params["output_cost_per_token"] = float(spec.output_cost_per_token)
+    return {"model_name": public_name, "litellm_params": params,
+            "model_info": {"id": f"{public_name}--{_slug('-'.join(tags))}--{_slug(model)}", "llmlab": info}}
+
+
+def _num(x: Any) -> Any:
+    try:
+        f = float(x)
+    except (TypeError, ValueError):
+        return None
+    return None if f != f else round(f, 6)
+
+
+def litellm_config(table: Any, *, public_model_name: str = "llmlab-router", run_id: str | None = None,
+                   num_retries: int = 2, timeout_s: float = 60.0) -> dict[str, Any]:
+    """Build the LiteLLM proxy config (a dict ready for ``yaml.safe_dump``) from a routing table.
+
+    Args:
+        table: :func:`llmlab.routing.routing_table` output (needs ``category, model, fallbacks``; ``quality, n,
+            latency_p95_ms, cost_per_1k_prompts_usd, reason`` go into ``model_info`` when present).
+        public_model_name: the model name clients call.
+        run_id: the run the table was fitted on (provenance).
+        num_retries, timeout_s: LiteLLM router settings (timeout in seconds).
+
+    Raises RoutingError for an empty table, a table without a ``default`` row, or a model with no price.
+    """
+    if table is None or len(table) == 0:
+        raise RoutingError("empty routing table: nothing to export")
+    rows = table.to_dict("records")
+    if not any(r["category"] == "default" for r in rows):
+        raise RoutingError("the routing table has no 'default' row (LiteLLM needs it for untagged requests)")
+    model_list = []
+    for r in rows:
+        info = {"run_id": run_id, "category": r["category"], "quality": _num(r.get("quality")),
+                "quality_ci_low": _num(r.get("quality_ci_low")), "n": int(r["n"]) if r.get("n") == r.get("n") and r.get("n") is not None else None,
+                "latency_p95_ms": _num(r.get("latency_p95_ms")),
+                "cost_per_1k_prompts_usd": _num(r.get("cost_per_1k_prompts_usd")),
+                "fallbacks": list(r.get("fallbacks") or []), "reason": r.get("reason")}
+        model_list.append(_deployment(r["model"], public_name=public_model_name, tags=[str(r["category"])], info=info))
+    order: list[str] = []
+    default_row = next(r for r in rows if r["category"] == "default")
+    for r in [default_row, *rows]:
+        for m in r.get("fallbacks") or []:
+            if m not in order:
+                order.append(m)
+    groups = []
+    for i, m in enumerate(order, start=1):
+        group = f"{public_model_name}-fallback-{i}"
+        groups.append(group)
+        model_list.append(_deployment(m, public_name=group, tags=["default"],
+                                      info={"run_id": run_id, "role": f"fallback {i} of {public_model_name}"}))
+    router_settings: dict[str, Any] = {
+        "enable_tag_filtering": True,
+        "num_retries": int(num_retries),
+        "timeout": float(timeout_s),
+        "routing_strategy": "simple-shuffle",
+    }
+    if groups:
+        router_settings["fallbacks"] = [{public_model_name: groups}]
+    return {"model_list": model_list, "router_settings": router_settings}
+
+
+def router_kwargs(config: dict[str, Any]) -> dict[str, Any]:
+    """Keyword arguments for ``litellm.Router`` from a proxy config dict: ``model_list`` plus ``router_settings``."""
+    return {"model_list": config["model_list"], **config.get("router_settings", {})}
+
+
+def write_litellm_config(table: Any, path: str | Path, **kwargs: Any) -> Path:
+    """Write :func:`litellm_config` as YAML to ``path`` (folders created); returns the path.
+
+    The file holds no secret: keys and sandbox addresses appear only as ``os.environ/VAR`` references.
+    """
+    import yaml
+
+    cfg = litellm_config(table, **kwargs)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    header = ("# LiteLLM proxy config written by llmlab (routing table export).\n"
+              "# Load: `litellm --config THIS_FILE`, or litellm.Router(model_list=cfg['model_list'], "
+              "**cfg['router_settings']).\n"
+              "# Call model 'llmlab-router' with metadata={'tags': ['<category>']} (acompletion / proxy only).\n")
+    path.write_text(header + yaml.safe_dump(cfg, sort_keys=False, allow_unicode=True))
+    return path
