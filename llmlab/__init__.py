@@ -52,7 +52,6 @@ _LAZY = {
     "routing_table": ("llmlab.routing", "routing_table"),
     "export_litellm_config": ("llmlab.export", "write_litellm_config"),
     "litellm_config": ("llmlab.export", "litellm_config"),
-    "report": ("llmlab.report", "report_run"),
     "set_alias": ("llmlab.models", "set_alias"),
     "set_price": ("llmlab.models", "set_price"),
     "aliases": ("llmlab.models", "aliases"),
@@ -64,12 +63,16 @@ _LAZY = {
     "rate": ("llmlab.scoring", "rate"),
 }
 
-__all__ = sorted([*_LAZY, "__version__", "LLMLabError", "PromptSetError", "ModelError", "MissingKeyError",
+_LAZY_MODULES = {"report"}  # llmlab.report is a module you can call: llmlab.report(run, path)
+
+__all__ = sorted([*_LAZY, *_LAZY_MODULES, "__version__", "LLMLabError", "PromptSetError", "ModelError", "MissingKeyError",
                   "StoreError", "SchemaVersionError", "BudgetError", "RoutingError", "SandboxError",
                   "load_ipython_extension", "unload_ipython_extension"])
 
 
 def __getattr__(name: str) -> Any:
+    if name in _LAZY_MODULES:
+        return importlib.import_module(f"llmlab.{name}")
     if name in _LAZY:
         module, attr = _LAZY[name]
         value = getattr(importlib.import_module(module), attr)

@@ -9,6 +9,7 @@
     ├── StoreError                       the DuckDB store cannot be opened or written
     │   └── SchemaVersionError           the file was written by a newer llmlab: refused, never rewritten
     ├── BudgetError (ValueError)         the estimated cost of a run exceeds its budget
+    ├── AnalysisError (ValueError)       a results frame lacks a column an analysis needs
     ├── RoutingError (ValueError)        no routing table can be derived from the given results
     └── SandboxError                     the local sandbox server failed to start or answer
 
@@ -44,6 +45,10 @@ class SchemaVersionError(StoreError):
 
 class BudgetError(LLMLabError, ValueError):
     """A run's estimated cost exceeds its budget (USD)."""
+
+
+class AnalysisError(LLMLabError, ValueError):
+    """A frame given to an analysis, chart or report function lacks a column it needs (the message names them)."""
 
 
 class RoutingError(LLMLabError, ValueError):

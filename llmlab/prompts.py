@@ -22,6 +22,7 @@ import hashlib
 import json
 import logging
 import os
+import sys
 import random
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -305,7 +306,10 @@ def datasets_dir() -> Path:
     override = os.environ.get("LLMLAB_DATASETS_DIR")
     if override:
         return Path(override).expanduser()
-    return Path(__file__).resolve().parent.parent / "datasets"
+    repo = Path(__file__).resolve().parent.parent / "datasets"
+    if repo.is_dir():  # a source checkout or an editable install
+        return repo
+    return Path(sys.prefix) / "share" / "llmlab" / "datasets"  # a wheel install (pyproject data-files)
 
 
 def bundled_prompt_sets() -> list[str]:

@@ -157,12 +157,11 @@ def project(table: Any, results: Any) -> dict[str, Any]:
     Prompts whose routed model has no result are skipped (counted in ``n_missing``).
     """
     import numpy as np
-    import pandas as pd
+
+    from llmlab.analysis import effective_quality
 
     df = results.copy()
-    df["quality_f"] = df["quality"]
-    df.loc[df["quality_f"].isna() & (df["status"] == "error") & df.get("scorer", pd.Series(index=df.index)).notna(),
-           "quality_f"] = 0.0
+    df["quality_f"] = effective_quality(df)
     mapping = {r["category"]: r["model"] for r in table.to_dict("records")}
     default = mapping.get(DEFAULT_CATEGORY)
     df["_routed"] = df["category"].map(lambda c: mapping.get(c, default))

@@ -1,0 +1,49 @@
+"""``make demo``: the main job on the sandbox, with no API key and no network.
+
+Executes ``notebooks/quickstart.ipynb`` in a real Jupyter kernel (nbclient): the bundled prompt set is fanned out
+over the four sandbox models, every call is recorded in ``reports/llmlab.duckdb`` (started afresh each time), the
+comparison report is written to ``reports/quickstart.html`` and the routing table is exported as a LiteLLM proxy
+config to ``reports/routing.yaml``; the executed notebook is kept as ``reports/quickstart.executed.ipynb``.
+With ``LLMLAB_MODELS`` set (comma-separated LiteLLM model strings) and their keys in the environment, the same
+notebook runs on real providers.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def main() -> int:
+    from llmlab._jupyter import execute_notebook
+
+    reports = ROOT / "reports"
+    reports.mkdir(exist_ok=True)
+    db = reports / "llmlab.duckdb"
+    for f in (db, db.with_name(db.name + ".wal")):
+        if f.exists():
+            f.unlink()
+    t0 = time.perf_counter()
+    env = {"LLMLAB_DB": str(db), "LLMLAB_REPORTS_DIR": str(reports)}
+    print(f"llmlab demo: executing notebooks/quickstart.ipynb in a Jupyter kernel (store: {db}) ...", flush=True)
+    execute_notebook(ROOT / "notebooks" / "quickstart.ipynb", output=reports / "quickstart.executed.ipynb", env=env,
+                     timeout_s=900)
+    from llmlab.store import Store
+
+    store = Store(db)
+    run = store.runs().iloc[0]
+    print(f"llmlab demo finished in {time.perf_counter() - t0:.0f}s: run {run['run_id']} ({run['n_calls']} calls, "
+          f"{run['n_ok']} ok, {run['n_error']} errors; simulated sandbox figures)")
+    print(f"  report:          {reports / 'quickstart.html'}")
+    print(f"  LiteLLM config:  {reports / 'routing.yaml'}")
+    print(f"  database:        {db}   (try: .venv/bin/llmlab --db {db.relative_to(ROOT)} runs)")
+    print(f"  executed notebook: {reports / 'quickstart.executed.ipynb'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
