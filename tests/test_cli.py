@@ -1,0 +1,83 @@
+"""The CLI: run, runs, report, route --export, sql, models; bad input exits non-zero with one line, no traceback."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from llmlab.cli import main
+from llmlab.sandbox import Sandbox
+from llmlab.store import Store
+
+
+@pytest.fixture(scope="module")
+def sb():
+    box = Sandbox(port=0, seed=0, latency_scale=0.01).start()
+    yield box
+    box.stop()
+
+
+@pytest.fixture
+def env(sb, tmp_path, monkeypatch):
+    monkeypatch.setenv("LLMLAB_SANDBOX_API_BASE", sb.api_base)
+    monkeypatch.setenv("LLMLAB_SANDBOX_API_KEY", "sandbox-key")
+    monkeypatch.setenv("LLMLAB_DB", str(tmp_path / "cli.duckdb"))
+    sb.reset_stats()
+    return tmp_path
+
+
+def test_run_runs_report_route(env, sb, capsys):
+    assert main(["run", "quickstart", "--models", "sandbox/frontier,@cheap", "--limit", "12", "--name", "cli-test"]) == 0
+    out = capsys.readouterr().out
+    assert "run_id:" in out
+    assert sb.request_count() == 24
+    store = Store()
+    run_id = store.resolve_run("cli-test")
+    assert len(store.results(run_id)) == 24
+    assert main(["runs"]) == 0
+    assert "cli-test" in capsys.readouterr().out
+    html = env / "r.html"
+    assert main(["report", "cli-test", "-o", str(html)]) == 0
+    assert html.exists() and "<html" in html.read_text()[:500].lower()
+    cfg_path = env / "routing.yaml"
+    assert main(["route", run_id, "--export", str(cfg_path), "--min-n", "1"]) == 0
+    cfg = yaml.safe_load(cfg_path.read_text())
+    assert any(d["litellm_params"]["tags"] == ["default"] for d in cfg["model_list"])
+    assert main(["sql", "SELECT count(*) AS n FROM calls"]) == 0
+    assert "24" in capsys.readouterr().out
+
+
+def test_dry_run_calls_nothing(env, sb, capsys):
+    assert main(["run", "quickstart", "--models", "@sandbox", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "576 calls" in out and "estimated cost" in out
+    assert sb.request_count() == 0
+
+
+def test_models_lists_key_names_only(env, capsys, monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-SECRET-000000000000")
+    assert main(["models"]) == 0
+    out = capsys.readouterr().out
+    assert "OPENAI_API_KEY set" in out and "SECRET" not in out and "@cheap" in out
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["run", "no-such-prompt-set", "--models", "sandbox/fast"], "no-such-prompt-set"),
+    (["run", "quickstart", "--models", "sandbox/nope"], "sandbox/nope"),
+    (["run", "quickstart", "--models", "@nope"], "@nope"),
+    (["report", "no-such-run"], "no-such-run"),
+])
+def test_bad_input_is_one_line_and_exit_2(env, capsys, argv, message):
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("llmlab: error:") and message in err and "\n" not in err
+
+
+def test_console_script_has_no_traceback(env):
+    proc = subprocess.run([sys.executable, "-m", "llmlab.cli", "run", "missing.csv", "--models", "sandbox/fast"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr and "missing.csv" in proc.stderr
