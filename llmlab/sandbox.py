@@ -276,11 +276,11 @@ def _content_text(content: Any) -> str:
 
 
 def default_datasets_dir() -> Path:
-    """The directory of bundled prompt sets: ``$LLMLAB_DATASETS_DIR`` or ``<repo>/datasets``."""
-    env = os.environ.get(DATASETS_DIR_ENV)
-    if env:
-        return Path(env)
-    return Path(__file__).resolve().parent.parent / "datasets"
+    """The directory of bundled prompt sets (:func:`llmlab.prompts.datasets_dir`: ``$LLMLAB_DATASETS_DIR`` or
+    ``<repo>/datasets``)."""
+    from llmlab.prompts import datasets_dir
+
+    return datasets_dir()
 
 
 def _bare_model(name: Any) -> str:
