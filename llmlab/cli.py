@@ -114,6 +114,17 @@ def _cmd_run(args: argparse.Namespace, store) -> int:  # noqa: ANN001
     return 0
 
 
+def _one_line(exc: BaseException) -> str:
+    errors = getattr(exc, "errors", None)
+    if callable(errors):  # pydantic.ValidationError: name each bad option
+        try:
+            return "; ".join(f"{'.'.join(str(x) for x in e['loc'])}: {e['msg']}" for e in errors())
+        except Exception:  # noqa: BLE001
+            pass
+    text = str(exc)
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``llmlab`` command. Returns the exit status."""
     args = _parser().parse_args(argv)
@@ -171,7 +182,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(json.dumps(ids))
             return 0
     except (LLMLabError, FileNotFoundError, ValueError) as exc:
-        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        msg = _one_line(exc)
         print(f"llmlab: error: {msg}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

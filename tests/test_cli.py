@@ -69,6 +69,7 @@ def test_models_lists_key_names_only(env, capsys, monkeypatch):
     (["run", "quickstart", "--models", "sandbox/nope"], "sandbox/nope"),
     (["run", "quickstart", "--models", "@nope"], "@nope"),
     (["report", "no-such-run"], "no-such-run"),
+    (["run", "quickstart", "--models", "sandbox/fast", "--concurrency", "0"], "concurrency"),
 ])
 def test_bad_input_is_one_line_and_exit_2(env, capsys, argv, message):
     assert main(argv) == 2
