@@ -66,7 +66,7 @@ class TaskHandle:
         self.future: concurrent.futures.Future[Any] = concurrent.futures.Future()
         self._task: asyncio.Task[Any] | None = None
         self._cancel_requested = False
-        self._created = threading.Event()
+        self.finished = threading.Event()  # set once the task is done and ``future`` resolved
         loop.call_soon_threadsafe(self._create, coro)
 
     def _create(self, coro: Coroutine[Any, Any, Any]) -> None:
@@ -75,7 +75,6 @@ class TaskHandle:
         task.add_done_callback(self._done)
         if self._cancel_requested:
             task.cancel()
-        self._created.set()
 
     def _done(self, task: asyncio.Task[Any]) -> None:
         if task.cancelled():
@@ -84,6 +83,7 @@ class TaskHandle:
             self.future.set_exception(task.exception())  # type: ignore[arg-type]
         else:
             self.future.set_result(task.result())
+        self.finished.set()
 
     def cancel(self) -> None:
         """Request cancellation of the task (it finishes its cleanup; ``future`` resolves afterwards)."""
@@ -140,7 +140,7 @@ def run_sync(
     except KeyboardInterrupt:
         handle.cancel()
         try:
-            concurrent.futures.wait([fut], timeout=cancel_grace_s)
+            handle.finished.wait(cancel_grace_s)
         except KeyboardInterrupt:  # a second interrupt: stop waiting for the cleanup
             log.warning("llmlab: second interrupt; not waiting for the cancelled run to record its last calls")
         if not fut.done():

@@ -1,27 +1,34 @@
 """The fan-out: every (prompt, model, sample) of a run, concurrently, through LiteLLM.
 
 ``run(...)`` (synchronous, for scripts and notebook cells) and ``await arun(...)`` plan the calls, look each one
-up in the store's cache, issue the rest under a global concurrency limit, per-model limits and client-side
-RPM/TPM budgets, retry retryable errors (429, 5xx, timeouts, connection resets, malformed bodies, streams cut
-mid-way) with exponential backoff and jitter honouring ``Retry-After``, never retry 400/401/403/404/context-window
-errors, walk a fallback chain, and record every call as exactly one final row (``ok`` or ``error``) through one
-batch writer that flushes at least every half second. Scores from the prompt's deterministic scorer are recorded
-with the row.
+up in the store's cache, and issue the rest under a global concurrency limit, per-model limits and client-side
+RPM/TPM budgets (checked at the moment of sending). Retryable errors (429, 5xx, timeouts, dropped connections,
+malformed bodies, streams cut mid-way) are retried with exponential backoff and jitter, never before a 429's
+``Retry-After`` has passed for that deployment; 400/401/403/404/context-window errors are never retried. A model
+that keeps failing hands the call to the next model of its fallback chain. Every call ends as exactly one final
+row (``ok`` or ``error``: error type, HTTP status, attempts, the attempt log) written by one batch writer that
+flushes at least every ``flush_interval_s`` (0.5 s). An interrupt or a cancellation stops the calls in flight
+and keeps every completed one. Scores from the prompt's deterministic scorer are recorded with the row.
+docs/reliability.md maps each fault to what happens and to the test that shows it.
 
 Timing: ``latency_ms`` is the wall time of the successful request (send to last byte), ``ttft_ms`` the time to
 the first content token (requests are streamed), ``retry_wait_ms`` the time spent waiting between attempts.
-Costs: tokens × the model's price (see :mod:`llmlab.models`); ``None`` when the price is unknown.
+``attempts`` counts provider requests (including those of fallback models). Costs: tokens × the model's price
+(see :mod:`llmlab.models`); ``None`` when the price is unknown.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import hashlib
 import json
 import logging
+import os
 import random
 import sys
 import time
+import weakref
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -31,8 +38,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from llmlab import _loop
 from llmlab._litellm import litellm, litellm_version, redact
-from llmlab.errors import BudgetError, LLMLabError
-from llmlab.models import ModelSpec, expand, resolve_all
+from llmlab.errors import BudgetError, LLMLabError, RoutingError, StoreError
+from llmlab.models import SANDBOX_API_BASE_ENV, ModelSpec, expand, resolve_all
 from llmlab.store import Store, new_id, utc_now
 
 log = logging.getLogger(__name__)
@@ -42,13 +49,32 @@ NON_RETRYABLE_STATUS = frozenset({400, 401, 402, 403, 404, 413, 422})
 
 
 class StreamCutError(LLMLabError):
-    """A streamed response ended before the provider said it was complete (no finish reason): retryable."""
+    """A streamed response broke off before the provider said it was complete (no finish reason, or the
+    connection dropped after some content): retryable, and never recorded as a (short) answer."""
 
 
 class RunOptions(BaseModel):
     """Every setting of a run (validated; bad values raise ``pydantic.ValidationError`` naming the field).
 
-    Units: seconds for ``*_s``, USD for ``budget_usd``, requests and tokens per minute for rate limits.
+    Output-shaping (part of the cache key): ``temperature``, ``max_tokens``, ``samples``, ``system``,
+    ``extra_params``.
+
+    Reliability (see docs/reliability.md):
+
+    - ``concurrency`` (all models), ``per_model_concurrency`` (an int, or ``{model: int}``, default 8).
+    - ``timeout_s``: the most one provider request may take, seconds (a stream included, send to last byte).
+    - ``max_attempts``: requests per model of the chain for one call (1 = no retry); ``max_retry_wait_s``: the
+      most one call waits between its attempts in total, seconds (a Retry-After that would exceed it ends the
+      retries at once); ``backoff_base_s`` / ``backoff_max_s``: exponential backoff ``base × 2^(n-1)`` capped at
+      ``max``, times a jitter factor in [0.5, 1.5), and never shorter than the provider's Retry-After.
+    - ``rate_limits``: ``{model: {"rpm": n, "tpm": n}}`` enforced client-side per ``rate_limit_window_s``
+      (60 s: per minute) at the moment each request is sent; TPM counts prompt tokens + ``max_tokens``.
+    - ``fallbacks``: ``{model: [fallback, ...]}`` (aliases allowed), or the path of an exported LiteLLM config
+      (read by :func:`fallbacks_from_config`). A model that fails (retries exhausted, or a non-retryable error)
+      hands the call to the next model of its chain.
+    - ``flush_interval_s``: how often the writer stores finished rows (at most 1 s: what a killed process loses).
+    - ``budget_usd``: stop issuing calls once this much was spent (USD); ``cache``: reuse stored answers;
+      ``stream``: stream responses (records ``ttft_ms``).
     """
 
     model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
@@ -65,11 +91,20 @@ class RunOptions(BaseModel):
     backoff_base_s: float = Field(0.5, ge=0)
     backoff_max_s: float = Field(20.0, ge=0)
     rate_limits: dict[str, dict[str, float]] = Field(default_factory=dict)
+    rate_limit_window_s: float = Field(60.0, gt=0)
     fallbacks: dict[str, list[str]] = Field(default_factory=dict)
+    flush_interval_s: float = Field(0.5, gt=0, le=1.0)
     budget_usd: float | None = Field(None, gt=0)
     cache: bool = True
     stream: bool = True
     extra_params: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("fallbacks", mode="before")
+    @classmethod
+    def _fallbacks_from_config(cls, v: Any) -> Any:
+        if isinstance(v, (str, os.PathLike)):
+            return fallbacks_from_config(v)
+        return v
 
     @field_validator("rate_limits")
     @classmethod
@@ -227,39 +262,110 @@ def plan(prompts: Any, models: Iterable[str] | str | None = None, *, options: Ru
 
 # -- rate limits -------------------------------------------------------------------------------------------
 class RateLimiter:
-    """Client-side RPM and TPM budget for one deployment over a sliding 60 s window (token-aware: each request
-    counts its prompt's estimated tokens plus ``max_tokens``). A request larger than the whole TPM budget is let
-    through alone when the window is empty, rather than blocking forever."""
+    """Client-side RPM and TPM budget for one deployment over a sliding window (60 s by default; shorter in tests
+    through ``RunOptions.rate_limit_window_s``).
+
+    Token-aware: each request counts its prompt's estimated tokens plus ``max_tokens`` (the most it can use),
+    corrected to the tokens actually used once the answer arrives (:meth:`settle`). A request larger than the
+    whole TPM budget is let through alone when the window is empty, rather than blocking forever. ``rpm`` and
+    ``tpm`` count per ``window_s`` (a budget "per minute" with the default window).
+
+    The fan-out checks the budget at the moment it sends (after the concurrency slots are held), so the requests
+    a provider *receives* respect it, not only the ones llmlab queued.
+    """
 
     def __init__(self, rpm: float | None = None, tpm: float | None = None, window_s: float = 60.0) -> None:
+        if window_s <= 0:
+            raise ValueError(f"window_s must be > 0, got {window_s!r}")
         self.rpm, self.tpm, self.window_s = rpm, tpm, window_s
-        self._events: deque[tuple[float, int]] = deque()
-        self._lock = asyncio.Lock()
+        self._events: deque[list[float]] = deque()  # [monotonic_s, tokens]
         self.waited_s = 0.0
+        self.granted = 0
+
+    @property
+    def limited(self) -> bool:
+        return bool(self.rpm) or bool(self.tpm)
 
     def _prune(self, now: float) -> None:
         while self._events and now - self._events[0][0] >= self.window_s:
             self._events.popleft()
 
-    async def acquire(self, tokens: int) -> None:
-        if not self.rpm and not self.tpm:
-            return
-        async with self._lock:
-            while True:
-                now = time.monotonic()
-                self._prune(now)
-                used_tokens = sum(t for _, t in self._events)
-                ok_rpm = not self.rpm or len(self._events) < self.rpm
-                ok_tpm = not self.tpm or used_tokens + tokens <= self.tpm or not self._events
-                if ok_rpm and ok_tpm:
-                    self._events.append((now, tokens))
-                    return
-                wait = self._events[0][0] + self.window_s - now + 0.001
-                self.waited_s += wait
-                await asyncio.sleep(wait)
+    def wait_s(self, tokens: int, now: float | None = None) -> float:
+        """Seconds until a request of ``tokens`` tokens fits the budget (0.0: it fits now)."""
+        if not self.limited:
+            return 0.0
+        now = time.monotonic() if now is None else now
+        self._prune(now)
+        if not self._events:
+            return 0.0
+        wait = 0.0
+        if self.rpm and len(self._events) >= self.rpm:
+            oldest_that_must_go = self._events[len(self._events) - int(self.rpm)]
+            wait = max(wait, oldest_that_must_go[0] + self.window_s - now)
+        if self.tpm:
+            used = sum(e[1] for e in self._events)
+            if used + tokens > self.tpm:
+                excess = used + tokens - self.tpm
+                freed = 0.0
+                expire_at = self._events[-1][0] + self.window_s  # the window empties: always fits then
+                for t, tok in self._events:
+                    freed += tok
+                    if freed >= excess:
+                        expire_at = t + self.window_s
+                        break
+                wait = max(wait, expire_at - now)
+        return max(0.0, wait)
+
+    def try_acquire(self, tokens: int, now: float | None = None) -> list[float] | None:
+        """Record a request of ``tokens`` tokens now if it fits; returns its ticket (for :meth:`settle`) or None."""
+        now = time.monotonic() if now is None else now
+        if self.limited and self.wait_s(tokens, now) > 0:
+            return None
+        ticket = [now, float(tokens)]
+        if self.limited:
+            self._events.append(ticket)
+        self.granted += 1
+        return ticket
+
+    def settle(self, ticket: list[float] | None, tokens_used: int | None) -> None:
+        """Replace a ticket's reserved tokens by the tokens the request really used (input + output)."""
+        if ticket is not None and tokens_used is not None:
+            ticket[1] = float(tokens_used)
+
+    async def acquire(self, tokens: int) -> float:
+        """Wait until a request of ``tokens`` fits and record it; returns the seconds waited."""
+        waited = 0.0
+        while True:
+            if self.try_acquire(tokens) is not None:
+                self.waited_s += waited
+                return waited
+            wait = self.wait_s(tokens) + 0.001
+            await asyncio.sleep(wait)
+            waited += wait
 
 
 # -- error classification ----------------------------------------------------------------------------------
+class MalformedResponseError(LLMLabError):
+    """The provider answered with a body that cannot be parsed, or a stream that ended with neither content nor
+    usage (LiteLLM's Anthropic stream parser skips undecodable events and reports an empty, "complete" answer):
+    retryable."""
+
+
+class _ResendBlocked(ConnectionError):
+    """Raised from the HTTP request hook when LiteLLM re-sends a request on its own (see ``_http_client``)."""
+
+
+_CONNECTION_MARKERS = (
+    "connection error", "server disconnected", "connection closed", "connection reset", "connection aborted",
+    "connection refused", "remoteprotocolerror", "peer closed connection", "payload is not completed",
+    "incomplete chunked read", "clientpayloaderror", "serverdisconnectederror", "llmlab blocked",
+)
+_MALFORMED_MARKERS = (
+    "unterminated string", "expecting value", "expecting property name", "unable to get json response",
+    "jsondecodeerror", "extra data", "invalid control character", "expecting ',' delimiter",
+)
+
+
 def _status(exc: BaseException) -> int | None:
     code = getattr(exc, "status_code", None)
     try:
@@ -268,21 +374,38 @@ def _status(exc: BaseException) -> int | None:
         return None
 
 
+def _chain_text(exc: BaseException) -> str:
+    """Lower-cased text of an exception and of what it wraps (``__cause__``, ``original_exception``)."""
+    parts, seen, todo = [], set(), [exc]
+    while todo and len(parts) < 6:
+        e = todo.pop()
+        if e is None or id(e) in seen:
+            continue
+        seen.add(id(e))
+        parts.append(f"{type(e).__name__}: {e}")
+        todo += [getattr(e, "original_exception", None), e.__cause__, e.__context__]
+    return " | ".join(parts).lower()
+
+
 def retry_after_s(exc: BaseException) -> float | None:
-    """The ``Retry-After`` (seconds or ``retry-after-ms``) a provider sent with an error, if any."""
+    """The ``Retry-After`` a provider sent with an error, in seconds (``retry-after-ms`` wins), or None.
+
+    LiteLLM 1.106 keeps the provider's headers on ``exc.litellm_response_headers``; ``exc.response.headers``
+    and ``exc.headers`` are read too. Only the delta-seconds form is parsed (an HTTP date gives None).
+    """
     candidates = []
-    resp = getattr(exc, "response", None)
-    if resp is not None and getattr(resp, "headers", None) is not None:
-        candidates.append(resp.headers)
     for attr in ("litellm_response_headers", "headers"):
         h = getattr(exc, attr, None)
         if h:
             candidates.append(h)
+    resp = getattr(exc, "response", None)
+    if resp is not None and getattr(resp, "headers", None):
+        candidates.append(resp.headers)
     for headers in candidates:
         try:
             ms = headers.get("retry-after-ms") or headers.get("Retry-After-Ms")
             if ms:
-                return float(ms) / 1000
+                return max(0.0, float(ms) / 1000)
             val = headers.get("retry-after") or headers.get("Retry-After")
             if val:
                 return max(0.0, float(val))
@@ -292,32 +415,181 @@ def retry_after_s(exc: BaseException) -> float | None:
 
 
 def classify_error(exc: BaseException) -> tuple[bool, str, int | None]:
-    """(retryable, error_type, http_status) for an exception raised by one provider request."""
+    """``(retryable, error_type, http_status)`` for an exception raised by one provider request.
+
+    ``error_type`` is LiteLLM's exception class name (``RateLimitError``, ``InternalServerError``,
+    ``BadGatewayError``, ``ServiceUnavailableError``, ``Timeout``, ``BadRequestError``, ``AuthenticationError``,
+    ``PermissionDeniedError``, ``NotFoundError``, ``ContextWindowExceededError``), except where LiteLLM's mapping
+    hides what happened on the wire: a dropped connection is ``APIConnectionError``, an unparsable body
+    ``MalformedResponseError`` and a stream cut mid-way ``StreamCutError``, all with ``http_status = None`` (no
+    error status was received; LiteLLM reports them as HTTP 500). A client-side timeout has ``http_status`` None
+    (LiteLLM's 408 is its own), a gateway's 504 keeps 504.
+
+    Retryable: 408/409/425/429/5xx/529, timeouts, dropped connections, malformed bodies, cut streams. Never
+    retried: 400, 401, 402, 403, 404, 413, 422 and context-window errors.
+    """
     ll = litellm()
     status = _status(exc)
-    etype = type(exc).__name__
+    if isinstance(exc, StreamCutError):
+        return True, "StreamCutError", None
+    if isinstance(exc, MalformedResponseError):
+        return True, "MalformedResponseError", None
     if isinstance(exc, ll.ContextWindowExceededError):
         return False, "ContextWindowExceededError", status or 400
     if isinstance(exc, (asyncio.TimeoutError, TimeoutError, ll.Timeout)):
-        return True, "Timeout", status or 408
-    if isinstance(exc, StreamCutError):
-        return True, etype, status
-    if status in RETRYABLE_STATUS:
-        return True, etype, status
+        return True, "Timeout", None if status in (None, 408) else status
+    if status == 403:
+        return False, "PermissionDeniedError", 403  # LiteLLM's OpenAI mapping reports it as BadRequestError
     if status in NON_RETRYABLE_STATUS:
-        return False, etype, status
+        return False, type(exc).__name__, status
+    if status in (None, 500):
+        text = _chain_text(exc)
+        if any(m in text for m in _MALFORMED_MARKERS) or isinstance(exc, json.JSONDecodeError):
+            return True, "MalformedResponseError", None
+        if any(m in text for m in _CONNECTION_MARKERS) or isinstance(exc, ConnectionError):
+            return True, "APIConnectionError", None
+    if status in RETRYABLE_STATUS:
+        return True, type(exc).__name__, status
     if isinstance(exc, (ll.APIConnectionError, ll.InternalServerError, ll.ServiceUnavailableError,
                         ll.APIError, ConnectionError, json.JSONDecodeError)):
-        return True, etype, status
+        return True, type(exc).__name__, status
     if isinstance(exc, ll.BadRequestError):
-        return False, etype, status or 400
-    return False, etype, status
+        return False, type(exc).__name__, status or 400
+    return False, type(exc).__name__, status
+
+
+# -- HTTP clients that count what they send ------------------------------------------------------------------
+# llmlab owns retries (backoff, Retry-After, max_attempts, the attempt log), and ``attempts`` must equal the
+# requests a provider served. Two things stand in the way, both handled with an httpx request hook that sees
+# every request of one attempt (through a context variable):
+#
+# - LiteLLM's own httpx handler (the ``anthropic`` provider and most non-OpenAI ones) re-sends a request once on
+#   a dropped connection whatever ``num_retries`` says (for a stream it even closes the second connection before
+#   the stream is read): the hook refuses that hidden second request, so one attempt is one request.
+# - A request that never left (LiteLLM's first call imports and builds clients for a while; a loaded event loop
+#   delays the send) is not a provider request: the hook records the moment the request is sent, the
+#   ``timeout_s`` clock starts there, and an attempt with nothing sent is not counted in ``attempts``.
+#
+# The hooked clients are used for the ``anthropic`` provider, and for the ``openai`` provider when the model has
+# an explicit ``api_base`` (the sandbox, OpenAI-compatible servers); other requests go through LiteLLM's own
+# clients (one request per attempt, counted as sent).
+_HOOKED_PROVIDERS = frozenset({"anthropic"})
+PRE_SEND_GRACE_S = 30.0
+
+
+class _Wire:
+    """What the HTTP hook saw during one attempt."""
+
+    __slots__ = ("sent", "blocked", "sent_at", "event")
+
+    def __init__(self) -> None:
+        self.sent = 0
+        self.blocked = 0
+        self.sent_at: float | None = None
+        self.event = asyncio.Event()
+
+
+_wire: contextvars.ContextVar[_Wire | None] = contextvars.ContextVar("llmlab_wire", default=None)
+_http_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[Any, Any]] = weakref.WeakKeyDictionary()
+
+
+async def _count_send(request: Any) -> None:
+    wire = _wire.get()
+    if wire is None:
+        return
+    if wire.sent >= 1:
+        wire.blocked += 1
+        raise _ResendBlocked("llmlab blocked LiteLLM's automatic re-send after a dropped connection "
+                             "(llmlab retries with backoff instead)")
+    wire.sent += 1
+    wire.sent_at = time.monotonic()
+    wire.event.set()
+
+
+def _loop_clients() -> dict[Any, Any]:
+    loop = asyncio.get_running_loop()
+    clients = _http_clients.get(loop)
+    if clients is None:
+        clients = _http_clients[loop] = {}
+    return clients
+
+
+def _hooked_client(spec: ModelSpec, kwargs: Mapping[str, Any]) -> Any | None:
+    """A counting client for this request (cached per loop), or None to let LiteLLM use its own."""
+    if spec.provider in _HOOKED_PROVIDERS:
+        clients = _loop_clients()
+        if "httpx" not in clients:
+            litellm()
+            from litellm.llms.custom_httpx.http_handler import AsyncHTTPHandler
+
+            clients["httpx"] = AsyncHTTPHandler(event_hooks={"request": [_count_send]})
+        return clients["httpx"]
+    if spec.provider == "openai" and kwargs.get("api_base"):
+        key = ("openai", kwargs["api_base"], kwargs.get("api_key"))
+        clients = _loop_clients()
+        if key not in clients:
+            import httpx
+            import openai
+
+            litellm()
+            from litellm.llms.custom_httpx.http_handler import AsyncHTTPHandler
+
+            http = httpx.AsyncClient(transport=AsyncHTTPHandler.create_async_transport(), follow_redirects=True,
+                                     event_hooks={"request": [_count_send]})
+            clients[key] = openai.AsyncOpenAI(api_key=kwargs.get("api_key") or "none", base_url=kwargs["api_base"],
+                                              http_client=http, max_retries=0)
+        return clients[key]
+    return None
+
+
+async def _with_deadline(coro: Any, timeout_s: float, wire: _Wire | None) -> Any:
+    """Await ``coro`` for at most ``timeout_s`` seconds after its request is sent (after it starts when the send
+    cannot be seen; ``PRE_SEND_GRACE_S`` more for the client to send it). Raises ``TimeoutError``."""
+    task = asyncio.ensure_future(coro)
+    start = time.monotonic()
+    try:
+        while True:
+            if wire is None:
+                deadline = start + timeout_s
+            elif wire.sent_at is None:
+                deadline = start + timeout_s + PRE_SEND_GRACE_S
+            else:
+                deadline = wire.sent_at + timeout_s
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError(f"no complete answer within {timeout_s:g} s of sending the request"
+                                   if wire is None or wire.sent_at is not None
+                                   else f"the request was not sent within {timeout_s + PRE_SEND_GRACE_S:g} s")
+            waiters: set[Any] = {task}
+            sent_waiter = None
+            if wire is not None and wire.sent_at is None:
+                sent_waiter = asyncio.ensure_future(wire.event.wait())
+                waiters.add(sent_waiter)
+            try:
+                await asyncio.wait(waiters, timeout=remaining, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                if sent_waiter is not None and not sent_waiter.done():
+                    sent_waiter.cancel()
+            if task.done():
+                return task.result()
+    finally:
+        if not task.done():
+            task.cancel()
+            try:
+                await task
+            except BaseException:  # noqa: BLE001 - the task's own outcome no longer matters
+                pass
 
 
 # -- the fan-out -------------------------------------------------------------------------------------------
 @dataclass
 class RunStats:
-    """Live counters of a run (read by progress displays; written only on the loop thread)."""
+    """Live counters of a run (read by progress displays; written only on the loop thread).
+
+    ``requests``: provider requests sent (the sum of the rows' ``attempts``); ``retries``: requests beyond the
+    first of each call (fallback hops included); ``fallbacks``: rows answered (or failed) after at least one
+    fallback hop; ``queued_s``: total time calls waited for rate-limit budgets and Retry-After cool-downs.
+    """
 
     planned: int = 0
     done: int = 0
@@ -330,6 +602,8 @@ class RunStats:
     started_monotonic_s: float = field(default_factory=time.monotonic)
     errors_by_type: dict[str, int] = field(default_factory=dict)
     cancelled: bool = False
+    requests: int = 0
+    queued_s: float = 0.0
 
     def eta_s(self) -> float | None:
         issued = self.done - self.cached
@@ -346,14 +620,23 @@ class RunStats:
 
 
 class BatchWriter:
-    """The one writer of a run: buffers call and score rows and bulk-inserts them at least every ``interval_s``."""
+    """The one writer of a run: buffers call and score rows and bulk-inserts them at least every ``interval_s``.
 
-    def __init__(self, store: Store, interval_s: float = 0.5) -> None:
-        self.store, self.interval_s = store, interval_s
+    A failed write keeps its rows for the next flush; the store's inserts are idempotent per ``call_id`` (see
+    :meth:`llmlab.store.Store.append_calls`), so a write that committed but reported an error cannot leave a
+    duplicate. ``close()`` retries the last flush up to ``close_attempts`` times and then raises
+    :class:`~llmlab.errors.StoreError`.
+    """
+
+    def __init__(self, store: Store, interval_s: float = 0.5, close_attempts: int = 5) -> None:
+        self.store, self.interval_s, self.close_attempts = store, interval_s, close_attempts
         self._calls: list[dict[str, Any]] = []
         self._scores: list[dict[str, Any]] = []
         self._task: asyncio.Task[None] | None = None
+        self._inflight: tuple[asyncio.Future[None], list[dict[str, Any]], list[dict[str, Any]]] | None = None
         self.rows_written = 0
+        self.flushes = 0
+        self.failed_flushes = 0
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._loop())
@@ -362,17 +645,36 @@ class BatchWriter:
         self._calls.append(row)
         self._scores.extend(scores)
 
-    async def _flush(self) -> None:
+    @property
+    def pending(self) -> int:
+        """Rows buffered, not yet written."""
+        return len(self._calls)
+
+    async def _flush(self) -> bool:
         calls, scores = self._calls, self._scores
         self._calls, self._scores = [], []
         if not calls and not scores:
-            return
-        try:
-            await asyncio.to_thread(self._write, calls, scores)
-            self.rows_written += len(calls)
-        except Exception:
-            log.exception("llmlab: store write failed; %d rows kept for the next flush", len(calls))
+            return True
+        fut = asyncio.ensure_future(asyncio.to_thread(self._write, calls, scores))
+        self._inflight = (fut, calls, scores)
+        # shielded: a cancelled run must not abandon a write half-way (its thread goes on anyway); close() waits
+        # for it. Never start a second write of the same rows while one is in flight: two concurrent
+        # transactions would both pass the idempotency check.
+        await asyncio.wait({fut})  # a cancellation stops this wait only (self._inflight stays set), not the write
+        return self._settle()
+
+    def _settle(self) -> bool:
+        fut, calls, scores = self._inflight  # type: ignore[misc]
+        self._inflight = None
+        exc = fut.exception()
+        if exc is not None:
+            self.failed_flushes += 1
+            log.error("llmlab: store write failed (%s); %d rows kept for the next flush", exc, len(calls))
             self._calls[:0], self._scores[:0] = calls, scores
+            return False
+        self.rows_written += len(calls)
+        self.flushes += 1
+        return True
 
     def _write(self, calls: list[dict[str, Any]], scores: list[dict[str, Any]]) -> None:
         self.store.append_calls(calls)
@@ -384,17 +686,23 @@ class BatchWriter:
             await self._flush()
 
     async def close(self) -> None:
+        """Stop the periodic flush and write what is left (raises StoreError after ``close_attempts`` failures)."""
         if self._task is not None:
             self._task.cancel()
             try:
                 await self._task
             except asyncio.CancelledError:
                 pass
-        await self._flush()
-        if self._calls:  # one more try after a failed write
-            await asyncio.to_thread(self._write, self._calls, self._scores)
-            self.rows_written += len(self._calls)
-            self._calls, self._scores = [], []
+            self._task = None
+        if self._inflight is not None:  # a write interrupted by the cancellation: let it finish first
+            await asyncio.wait({self._inflight[0]})
+            self._settle()
+        for attempt in range(self.close_attempts):
+            if await self._flush():
+                return
+            await asyncio.sleep(min(2.0, 0.1 * 2 ** attempt))
+        raise StoreError(f"llmlab: could not write {len(self._calls)} result rows to {self.store.path} "
+                         f"after {self.close_attempts} attempts (see the log for the errors)")
 
 
 class _Fanout:
@@ -405,7 +713,7 @@ class _Fanout:
         self.opts = the_plan.options
         self.on_result, self.on_delta = on_result, on_delta
         self.stats = RunStats(planned=the_plan.n_calls)
-        self.writer = BatchWriter(store)
+        self.writer = BatchWriter(store, interval_s=self.opts.flush_interval_s)
         self.global_sem = asyncio.Semaphore(self.opts.concurrency)
         self.sems: dict[str, asyncio.Semaphore] = {}
         self.limiters: dict[str, RateLimiter] = {}
@@ -413,6 +721,7 @@ class _Fanout:
         self.spent_usd = 0.0
         self._fallback_specs: dict[str, list[ModelSpec]] = {}
         self.partial: dict[str, str] = {}
+        self.t0 = time.monotonic()
 
     def _sem(self, model: str) -> asyncio.Semaphore:
         if model not in self.sems:
@@ -424,7 +733,7 @@ class _Fanout:
     def _limiter(self, model: str) -> RateLimiter:
         if model not in self.limiters:
             lim = self.opts.rate_limits.get(model, {})
-            self.limiters[model] = RateLimiter(lim.get("rpm"), lim.get("tpm"))
+            self.limiters[model] = RateLimiter(lim.get("rpm"), lim.get("tpm"), window_s=self.opts.rate_limit_window_s)
         return self.limiters[model]
 
     def _chain(self, spec: ModelSpec) -> list[ModelSpec]:
@@ -458,7 +767,12 @@ class _Fanout:
 
     def _finish(self, call: PlannedCall, row: dict[str, Any]) -> None:
         row["created_at_utc"] = utc_now()
-        self.writer.add(row, self._scores_for(row, call))
+        try:
+            scores = self._scores_for(row, call)
+        except Exception:  # noqa: BLE001 - a scorer bug must not lose the row
+            log.exception("llmlab: scoring %s failed; the row is kept without a score", call.call_id)
+            scores = []
+        self.writer.add(row, scores)
         s = self.stats
         s.done += 1
         if row["status"] == "ok":
@@ -471,6 +785,7 @@ class _Fanout:
             s.cached += 1
         elif row["cost_usd"]:
             s.cost_usd += row["cost_usd"]
+        s.requests += row["attempts"]
         s.retries += max(0, row["attempts"] - 1)
         s.fallbacks += 1 if row["fallbacks_taken"] else 0
         self.partial.pop(call.call_id, None)
@@ -489,48 +804,90 @@ class _Fanout:
         row.update(status="ok", cached=True, attempts=0, source_call_id=hit["call_id"])
         return row
 
-    async def _request(self, spec: ModelSpec, call: PlannedCall) -> dict[str, Any]:
+    def _delta(self, call: PlannedCall, parts: list[str], delta: str) -> None:
+        if self.on_delta is None:
+            return
+        self.partial[call.call_id] = "".join(parts)
+        try:
+            self.on_delta(call.call_id, delta)
+        except Exception:  # noqa: BLE001 - a display callback must not break the call
+            log.exception("llmlab: on_delta callback failed")
+            self.on_delta = None
+
+    async def _request(self, spec: ModelSpec, call: PlannedCall, entry: dict[str, Any]) -> dict[str, Any]:
+        """One provider request. Returns the result fields of the row; raises the provider's error, or
+        StreamCutError / MalformedResponseError for a stream cut mid-way or an unusable body, or TimeoutError.
+
+        Sets ``entry["http_requests"]`` (0 or 1) when the request went through a counting client."""
         ll = litellm()
         kwargs = spec.call_kwargs()
         kwargs.update(self.opts.request_params())
         kwargs.update(messages=call.messages, timeout=self.opts.timeout_s, num_retries=0, max_retries=0)
+        wire: _Wire | None = None
+        token = None
+        if "client" not in kwargs:
+            client = _hooked_client(spec, kwargs)
+            if client is not None:
+                kwargs["client"] = client
+                wire = _Wire()
+                token = _wire.set(wire)
         t0 = time.perf_counter()
         ttft_ms = None
         usage = None
         finish_reason = None
-        if not self.opts.stream:
-            resp = await asyncio.wait_for(ll.acompletion(**kwargs), self.opts.timeout_s)
-            text = resp.choices[0].message.content or ""
-            finish_reason = resp.choices[0].finish_reason
-            usage = getattr(resp, "usage", None)
-        else:
-            kwargs.update(stream=True, stream_options={"include_usage": True})
-            parts: list[str] = []
+        parts: list[str] = []
+        try:
+            if not self.opts.stream:
+                resp = await _with_deadline(ll.acompletion(**kwargs), self.opts.timeout_s, wire)
+                text = resp.choices[0].message.content or ""
+                finish_reason = resp.choices[0].finish_reason
+                usage = getattr(resp, "usage", None)
+            else:
+                kwargs.update(stream=True, stream_options={"include_usage": True})
 
-            async def consume() -> None:
-                nonlocal ttft_ms, usage, finish_reason
-                stream = await ll.acompletion(**kwargs)
-                async for chunk in stream:
-                    u = getattr(chunk, "usage", None)
-                    if u is not None and getattr(u, "completion_tokens", None) is not None:
-                        usage = u
-                    if not chunk.choices:
-                        continue
-                    choice = chunk.choices[0]
-                    delta = getattr(choice.delta, "content", None)
-                    if delta:
-                        if ttft_ms is None:
-                            ttft_ms = (time.perf_counter() - t0) * 1000
-                        parts.append(delta)
-                        if self.on_delta is not None:
-                            self.partial[call.call_id] = "".join(parts)
-                    if choice.finish_reason:
-                        finish_reason = choice.finish_reason
+                async def consume() -> None:
+                    nonlocal ttft_ms, usage, finish_reason
+                    stream = await ll.acompletion(**kwargs)
+                    try:
+                        async for chunk in stream:
+                            u = getattr(chunk, "usage", None)
+                            if u is not None and getattr(u, "completion_tokens", None) is not None:
+                                usage = u
+                            if not chunk.choices:
+                                continue
+                            choice = chunk.choices[0]
+                            delta = getattr(choice.delta, "content", None)
+                            if delta:
+                                if ttft_ms is None:
+                                    ttft_ms = (time.perf_counter() - t0) * 1000
+                                parts.append(delta)
+                                self._delta(call, parts, delta)
+                            if choice.finish_reason:
+                                finish_reason = choice.finish_reason
+                    except (asyncio.CancelledError, StreamCutError, MalformedResponseError):
+                        raise
+                    except Exception as exc:  # noqa: BLE001 - classified below
+                        if parts:
+                            raise StreamCutError(
+                                f"{spec.name}: the stream broke after {len(''.join(parts))} characters "
+                                f"({type(exc).__name__}: {redact(str(exc))[:300]})") from exc
+                        raise
 
-            await asyncio.wait_for(consume(), self.opts.timeout_s)
-            text = "".join(parts)
-            if finish_reason is None:
-                raise StreamCutError(f"{spec.name}: the stream ended after {len(text)} characters without a finish reason")
+                await _with_deadline(consume(), self.opts.timeout_s, wire)
+                text = "".join(parts)
+                if finish_reason is None:
+                    raise StreamCutError(f"{spec.name}: the stream ended after {len(text)} characters without a "
+                                         "finish reason")
+                if not text and usage is None:
+                    raise MalformedResponseError(f"{spec.name}: the stream ended with no content and no usage "
+                                                 "(undecodable events?)")
+        finally:
+            if token is not None:
+                _wire.reset(token)
+            if wire is not None:
+                entry["http_requests"] = wire.sent
+                if wire.blocked:
+                    entry["resend_blocked"] = wire.blocked
         latency_ms = (time.perf_counter() - t0) * 1000
         in_tok = getattr(usage, "prompt_tokens", None) if usage is not None else None
         out_tok = getattr(usage, "completion_tokens", None) if usage is not None else None
@@ -542,15 +899,28 @@ class _Fanout:
                 "output_tokens": int(out_tok), "finish_reason": finish_reason,
                 "cost_usd": spec.cost_usd(int(in_tok), int(out_tok))}
 
-    async def _wait_cooldown(self, model: str) -> float:
-        waited = 0.0
+    async def _admit(self, spec: ModelSpec, tokens: int) -> tuple[float, list[float] | None]:
+        """With the model's slot held: wait out the model's Retry-After cool-down and rate-limit budget, take a
+        global slot and record the request in the budget at that very moment. Returns (seconds queued, ticket);
+        the caller releases ``global_sem`` after the request."""
+        limiter = self._limiter(spec.name)
+        queued = 0.0
         while True:
-            until = self.cooldown_until.get(model, 0.0)
             now = time.monotonic()
-            if until <= now:
-                return waited
-            await asyncio.sleep(until - now)
-            waited += until - now
+            wait = max(self.cooldown_until.get(spec.name, 0.0) - now, limiter.wait_s(tokens, now))
+            if wait > 0:
+                wait += 0.001
+                await asyncio.sleep(wait)
+                queued += wait
+                continue
+            await self.global_sem.acquire()
+            now = time.monotonic()
+            if self.cooldown_until.get(spec.name, 0.0) <= now:
+                ticket = limiter.try_acquire(tokens, now)
+                if ticket is not None:
+                    limiter.waited_s += queued
+                    return queued, ticket
+            self.global_sem.release()
 
     async def _one(self, call: PlannedCall) -> None:
         hit = self.plan.cached.get(call.cache_key) if self.opts.cache else None
@@ -561,37 +931,50 @@ class _Fanout:
         log_entries: list[dict[str, Any]] = []
         wait_total_s = 0.0
         last_exc: BaseException | None = None
+        tokens = call.est_input_tokens + (self.opts.max_tokens or call.est_output_tokens)
         try:
-            for hop, spec in enumerate(self._chain(call.spec)):
+            chain = self._chain(call.spec)
+            for hop, spec in enumerate(chain):
+                row["fallbacks_taken"] = hop
                 for attempt in range(1, self.opts.max_attempts + 1):
                     if self.opts.budget_usd is not None and self.spent_usd >= self.opts.budget_usd:
-                        row.update(error_type="BudgetExceeded", error_message=(
+                        row.update(error_type="BudgetExceeded", http_status=None, error_message=(
                             f"budget of ${self.opts.budget_usd:.4f} spent (${self.spent_usd:.4f}); call not issued"))
                         return
-                    wait_total_s += await self._wait_cooldown(spec.name)
-                    await self._limiter(spec.name).acquire(call.est_input_tokens + (self.opts.max_tokens or 0))
-                    row["attempts"] += 1
-                    entry: dict[str, Any] = {"model": spec.name, "attempt": attempt}
+                    entry: dict[str, Any] = {"model": spec.name, "hop": hop, "attempt": attempt}
                     try:
-                        async with self.global_sem, self._sem(spec.name):
-                            wait_total_s += await self._wait_cooldown(spec.name)
-                            result = await self._request(spec, call)
+                        async with self._sem(spec.name):
+                            queued, ticket = await self._admit(spec, tokens)
+                            try:
+                                log_entries.append(entry)
+                                entry["sent_s"] = round(time.monotonic() - self.t0, 4)
+                                if queued:
+                                    entry["queued_ms"] = round(queued * 1000, 1)
+                                    self.stats.queued_s += queued
+                                result = await self._request(spec, call, entry)
+                            finally:
+                                self.global_sem.release()
+                                # a provider request, unless a counting client saw nothing leave
+                                row["attempts"] += entry.get("http_requests", 1)
                     except asyncio.CancelledError:
-                        entry.update(status="cancelled")
-                        log_entries.append(entry)
+                        entry["status"] = "cancelled"
                         raise
                     except Exception as exc:  # noqa: BLE001 - every provider failure becomes data
                         retryable, etype, status = classify_error(exc)
                         last_exc = exc
                         ra = retry_after_s(exc)
-                        entry.update(status="error", error_type=etype, http_status=status, retry_after_s=ra)
-                        log_entries.append(entry)
-                        row.update(error_type=etype, http_status=status,
-                                   error_message=(redact(str(exc)) or etype)[:2000])
+                        entry.update(status="error", error_type=etype, http_status=status)
                         if ra is not None:
+                            entry["retry_after_s"] = ra
                             self.cooldown_until[spec.name] = max(self.cooldown_until.get(spec.name, 0.0),
                                                                  time.monotonic() + ra)
-                        if not retryable or attempt >= self.opts.max_attempts:
+                        row.update(error_type=etype, http_status=status,
+                                   error_message=(redact(str(exc)) or etype)[:2000])
+                        if not retryable:
+                            entry["gave_up"] = "not retryable"
+                            break
+                        if attempt >= self.opts.max_attempts:
+                            entry["gave_up"] = "max_attempts"
                             break
                         backoff = min(self.opts.backoff_max_s, self.opts.backoff_base_s * 2 ** (attempt - 1))
                         backoff *= 0.5 + random.random()
@@ -599,22 +982,23 @@ class _Fanout:
                         if wait_total_s + wait > self.opts.max_retry_wait_s:
                             entry["gave_up"] = "max_retry_wait_s"
                             break
-                        entry["wait_ms"] = wait * 1000
+                        entry["wait_ms"] = round(wait * 1000, 1)
                         await asyncio.sleep(wait)
                         wait_total_s += wait
                         continue
-                    entry.update(status="ok", latency_ms=result["latency_ms"])
-                    log_entries.append(entry)
+                    self._limiter(spec.name).settle(ticket, result["input_tokens"] + result["output_tokens"])
+                    entry.update(status="ok", latency_ms=round(result["latency_ms"], 1))
                     row.update(result)
-                    row.update(status="ok", answered_by=spec.name, fallbacks_taken=hop, error_type=None,
-                               http_status=None, error_message=None)
+                    row.update(status="ok", answered_by=spec.name, error_type=None, http_status=None,
+                               error_message=None)
                     if result["cost_usd"]:
                         self.spent_usd += result["cost_usd"]
                     return
-                if hop + 1 < len(self._chain(call.spec)):
-                    log.info("llmlab: %s failed (%s); falling back", spec.name, row["error_type"])
+                if hop + 1 < len(chain):
+                    log.info("llmlab: %s failed (%s); falling back to %s", spec.name, row["error_type"],
+                             chain[hop + 1].name)
         except asyncio.CancelledError:
-            row.update(status="error", error_type="cancelled",
+            row.update(status="error", error_type="cancelled", http_status=None,
                        error_message="cancelled before completion (interrupt or cancel)")
             raise
         finally:
@@ -645,6 +1029,98 @@ def _isnan(v: Any) -> bool:
         return v is None or v != v
     except Exception:  # noqa: BLE001
         return False
+
+
+_WARM_UP_MODULES = ("openai.resources", "litellm.litellm_core_utils.streaming_handler",
+                    "litellm.llms.anthropic.chat.handler", "litellm.llms.custom_httpx.http_handler")
+
+
+def _warm_up() -> None:
+    """Import, in a worker thread, the modules LiteLLM imports lazily on its first request (about 0.4 s of
+    ``openai.resources``): done on the loop thread, inside the first request's timeout, that import would stall
+    every call in flight and can time a request out before it is sent."""
+    import importlib
+
+    litellm()
+    for name in _WARM_UP_MODULES:
+        try:
+            importlib.import_module(name)
+        except Exception:  # noqa: BLE001 - an optional speed-up only
+            log.debug("llmlab: warm-up import of %s failed", name, exc_info=True)
+
+
+# -- fallbacks from an exported routing config -------------------------------------------------------------
+def _config_model_name(params: Mapping[str, Any]) -> str | None:
+    """The llmlab model name of one LiteLLM deployment (``litellm_params``)."""
+    model = params.get("model")
+    if not model:
+        return None
+    base = str(params.get("api_base") or "")
+    if base == f"os.environ/{SANDBOX_API_BASE_ENV}":
+        return "sandbox/" + str(model).rsplit("/", 1)[-1]
+    return str(model)
+
+
+def fallbacks_from_config(config: Mapping[str, Any] | str | os.PathLike[str]) -> dict[str, list[str]]:
+    """Fallback chains, per routed model, from a LiteLLM proxy config (as written by
+    :func:`llmlab.export.write_litellm_config`, or any LiteLLM config with ``router_settings.fallbacks``).
+
+    Every model deployed under a model group that has fallbacks gets the models of those fallback groups, in
+    order (each group's deployments in file order, repeats and the model itself dropped), then the
+    ``default_fallbacks`` groups. Sandbox deployments (``api_base: os.environ/LLMLAB_SANDBOX_API_BASE``) are
+    named ``sandbox/<name>``; others by their LiteLLM model string. Use the result as ``run(...,
+    fallbacks=...)``.
+
+    Args:
+        config: the config as a dict, or the path of its YAML file.
+    Returns:
+        ``{"sandbox/fast": ["sandbox/frontier", "sandbox/balanced"], ...}`` (models without fallbacks omitted).
+    Raises:
+        RoutingError: the file cannot be read or parsed, or it has no ``model_list``.
+    """
+    if not isinstance(config, Mapping):
+        import yaml
+
+        try:
+            with open(config, encoding="utf-8") as fh:
+                config = yaml.safe_load(fh)
+        except (OSError, yaml.YAMLError) as exc:
+            raise RoutingError(f"cannot read the LiteLLM config {config}: {exc}") from exc
+    if not isinstance(config, Mapping) or not isinstance(config.get("model_list"), list):
+        raise RoutingError("not a LiteLLM config: no model_list")
+    groups: dict[str, list[str]] = {}
+    for dep in config["model_list"]:
+        if not isinstance(dep, Mapping):
+            continue
+        name = _config_model_name(dep.get("litellm_params") or {})
+        if name and dep.get("model_name"):
+            groups.setdefault(str(dep["model_name"]), [])
+            if name not in groups[str(dep["model_name"])]:
+                groups[str(dep["model_name"])].append(name)
+    settings = config.get("router_settings") or {}
+    chains: dict[str, list[str]] = {}
+    for item in settings.get("fallbacks") or []:
+        if not isinstance(item, Mapping):
+            continue
+        for group, targets in item.items():
+            for model in groups.get(str(group), []):
+                chain = chains.setdefault(model, [])
+                for target in targets or []:
+                    for m in groups.get(str(target), []):
+                        if m != model and m not in chain:
+                            chain.append(m)
+    default_groups = settings.get("default_fallbacks") or []
+    if default_groups:
+        for group, models in groups.items():
+            if group in default_groups:
+                continue
+            for model in models:
+                chain = chains.setdefault(model, [])
+                for target in default_groups:
+                    for m in groups.get(str(target), []):
+                        if m != model and m not in chain:
+                            chain.append(m)
+    return {m: c for m, c in chains.items() if c}
 
 
 # -- the public API ----------------------------------------------------------------------------------------
@@ -779,6 +1255,7 @@ async def _arun_impl(the_plan: Plan, store: Store, *, name: str | None, tags: Se
          "reference": p.reference, "scorer": p.scorer, "system": p.system or opts.system, "source_id": p.source_id}
         for p in ps
     ])
+    await asyncio.to_thread(_warm_up)
     fan = _Fanout(the_plan, run_id, store, on_result=on_result, on_delta=on_delta)
     holder["fanout"] = fan
     status = "finished"
@@ -825,7 +1302,10 @@ def run(prompts: Any, models: Iterable[str] | str | None = None, *, name: str | 
         template, category_column: fill ``template`` per row; take categories from that column.
         progress: show a progress line (a display in Jupyter) updated from the calling thread.
         on_result(row): called on llmlab's loop thread with each final row (change widget traits there; do not
-            print or display). on_tick(stats, partial_texts): called on the calling thread about every 0.1 s.
+            print or display). on_delta(call_id, text_piece): called on the loop thread with each new piece of a
+            streamed answer (the pieces of a call that then fails are not an answer: wait for on_result).
+            on_tick(stats, partial_texts): called on the calling thread about every 0.1 s (``partial_texts``:
+            call_id → text so far, filled only when ``on_delta`` is given).
         **options: :class:`RunOptions` fields (temperature, max_tokens, samples, system, concurrency,
             per_model_concurrency, timeout_s, max_attempts, max_retry_wait_s, rate_limits, fallbacks, budget_usd,
             cache, stream, extra_params).

@@ -1,0 +1,197 @@
+"""Interruptions, killed processes and two processes on one store file: nothing completed is lost, nothing is
+recorded twice, and a re-run requests only what is missing (the sandbox's request counter proves it)."""
+
+from __future__ import annotations
+
+import _thread
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+import llmlab
+from llmlab.store import Store
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _hang_after(sandbox, n_ok: int, model: str, on_hang=None):
+    """An on_result callback: after ``n_ok`` answers, every further request to ``model`` hangs (in flight)."""
+    state = {"ok": 0}
+
+    def on_result(row):
+        if row["status"] == "ok":
+            state["ok"] += 1
+            if state["ok"] == n_ok:
+                sandbox.inject("timeout", model=model, hang_s=30)
+                if on_hang is not None:
+                    on_hang()
+
+    return on_result
+
+
+def _assert_rerun_requests_only_the_missing(sandbox, prompts, model, n_ok_before, **opts):
+    sandbox.clear_faults()
+    sandbox.reset_stats()
+    again = llmlab.run(prompts, [model], progress=False, **opts)
+    df = again.results
+    assert len(df) == len(prompts) and (df["status"] == "ok").all()
+    assert int(df["cached"].sum()) == n_ok_before
+    assert (df.loc[df["cached"], "attempts"] == 0).all()
+    assert sandbox.request_count() == len(prompts) - n_ok_before
+
+
+def test_keyboard_interrupt_keeps_completed_calls_and_a_rerun_requests_only_the_rest(sandbox):
+    prompts = [f"Interrupted prompt {i}" for i in range(12)]
+    opts = dict(per_model_concurrency=2, timeout_s=30)
+
+    def interrupt_soon():
+        threading.Timer(0.3, _thread.interrupt_main).start()
+
+    with pytest.raises(KeyboardInterrupt):
+        llmlab.run(prompts, ["sandbox/fast"], progress=False,
+                   on_result=_hang_after(sandbox, 4, "fast", interrupt_soon), **opts)
+    # no sleep: run() returned only after the cancelled run recorded everything
+    store = Store()
+    run_id = store.resolve_run("last")
+    assert store.run(run_id)["status"] == "cancelled"
+    df = store.results(run_id)
+    assert len(df) == 12 and df["call_id"].is_unique, df[["call_id", "prompt_id", "status", "error_type"]].to_string()
+    ok = df[df["status"] == "ok"]
+    assert len(ok) >= 4 and ok["response"].notna().all()
+    assert set(df.loc[df["status"] == "error", "error_type"]) == {"cancelled"}
+    assert sandbox.stats()["by_outcome"].get("timeout", 0) >= 1, "some calls were in flight when interrupted"
+    _assert_rerun_requests_only_the_missing(sandbox, prompts, "sandbox/fast", len(ok), **opts)
+
+
+async def test_cancelling_arun_keeps_completed_calls(sandbox):
+    prompts = [f"Cancelled prompt {i}" for i in range(10)]
+    opts = dict(per_model_concurrency=2, timeout_s=30)
+    hung = threading.Event()
+    task = asyncio.create_task(llmlab.arun(prompts, ["sandbox/tiny"],
+                                           on_result=_hang_after(sandbox, 3, "tiny", hung.set), **opts))
+    while not hung.is_set():
+        await asyncio.sleep(0.02)
+    await asyncio.sleep(0.2)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    store = Store()
+    run_id = store.resolve_run("last")
+    assert store.run(run_id)["status"] == "cancelled"
+    df = store.results(run_id)
+    assert len(df) == 10 and df["call_id"].is_unique
+    n_ok = int((df["status"] == "ok").sum())
+    assert n_ok >= 3
+    await asyncio.to_thread(_assert_rerun_requests_only_the_missing, sandbox, prompts, "sandbox/tiny", n_ok, **opts)
+
+
+CHILD = textwrap.dedent("""
+    import json, os, sys, time
+    import llmlab
+    from llmlab.store import Store
+
+    prompts, model, log_path, go_path = json.loads(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
+    log = open(log_path, "a")
+
+    def on_result(row):
+        log.write(json.dumps({"call_id": row["call_id"], "status": row["status"], "t": time.time()}) + "\\n")
+        log.flush()
+
+    store = Store()
+    open(go_path + "." + str(os.getpid()), "w").close()      # ready (imports done)
+    while not os.path.exists(go_path):
+        time.sleep(0.01)
+    t0 = time.perf_counter()
+    res = llmlab.run(prompts, [model], store=store, progress=False, on_result=on_result, per_model_concurrency=4,
+                     timeout_s=30, rate_limits={model: {"rpm": 5}}, rate_limit_window_s=0.5)
+    print(json.dumps({"run_id": res.run_id, "wall_s": time.perf_counter() - t0, "lock_waits": store.lock_waits,
+                      "lock_retries": store.lock_retries, "lock_wait_s": store.lock_wait_s}))
+""")
+
+
+def _start_child(tmp_path, sandbox, name, prompts, model, go):
+    env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")}
+    env.update(LLMLAB_SANDBOX_API_BASE=sandbox.api_base, PYTHONPATH=str(REPO))
+    script = tmp_path / "child.py"
+    script.write_text(CHILD)
+    log = tmp_path / f"{name}.jsonl"
+    proc = subprocess.Popen([sys.executable, str(script), json.dumps(prompts), model, str(log), str(go)],
+                            env=env, cwd=str(REPO), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return proc, log
+
+
+def _wait_ready(tmp_path, go, procs, timeout_s=60):
+    deadline = time.monotonic() + timeout_s
+    while len(list(tmp_path.glob(go.name + ".*"))) < len(procs):
+        assert time.monotonic() < deadline, "children did not start"
+        for p in procs:
+            assert p.poll() is None, p.communicate()[1][-2000:]
+        time.sleep(0.05)
+    go.touch()
+
+
+def test_a_process_killed_mid_run_leaves_a_store_that_opens_with_completed_rows(sandbox, tmp_path):
+    prompts = [f"Killed prompt {i}" for i in range(40)]  # paced at 10 requests/s: about 4 s of work
+    go = tmp_path / "go"
+    proc, log = _start_child(tmp_path, sandbox, "killed", prompts, "sandbox/fast", go)
+    try:
+        _wait_ready(tmp_path, go, [proc])
+        store = Store(lock_timeout_s=10)
+        deadline = time.monotonic() + 60
+        while store.sql("SELECT count(*) AS n FROM call_records")["n"][0] < 8:  # read while the child writes
+            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()[1][-2000:]
+            time.sleep(0.1)
+        os.kill(proc.pid, signal.SIGKILL)
+        killed_at = time.time()
+        proc.wait(10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == -signal.SIGKILL
+    reopened = Store()  # opens (DuckDB replays its write-ahead log)
+    rows = reopened.sql("SELECT * FROM call_records")
+    assert rows["call_id"].is_unique and (rows["status"] == "ok").all() and rows["response"].notna().all()
+    completed = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
+    assert len(completed) < len(prompts), "killed before the end"
+    older = {c["call_id"] for c in completed if c["t"] < killed_at - 1.0}
+    assert older <= set(rows["call_id"]), "at most the last second of completed calls is missing"
+    assert reopened.run(reopened.resolve_run("last"))["status"] == "running"  # it never got to say otherwise
+    _assert_rerun_requests_only_the_missing(sandbox, prompts, "sandbox/fast", len(rows), timeout_s=30)
+
+
+def test_two_processes_recording_into_one_file_both_keep_every_row(sandbox, tmp_path):
+    go = tmp_path / "go"
+    children = [
+        _start_child(tmp_path, sandbox, f"p{i}", [f"Process {i} prompt {j}" for j in range(30)], model, go)
+        for i, model in enumerate(["sandbox/fast", "sandbox/tiny"])
+    ]
+    procs = [p for p, _ in children]
+    try:
+        _wait_ready(tmp_path, go, procs)
+        outs = []
+        for p in procs:
+            out, err = p.communicate(timeout=120)
+            assert p.returncode == 0, err[-3000:]
+            outs.append(json.loads(out.strip().splitlines()[-1]))
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+    store = Store()
+    runs = store.runs()
+    assert len(runs) == 2 and set(runs["status"]) == {"finished"}
+    for o in outs:
+        df = store.results(o["run_id"])
+        assert len(df) == 30 and df["call_id"].is_unique and (df["status"] == "ok").all()
+    assert sandbox.request_count() == 60
+    # both wrote while the other was writing: the lock was contended at least once
+    assert sum(o["lock_retries"] for o in outs) > 0

@@ -1,0 +1,81 @@
+"""The DuckDB store: schema history, idempotent call inserts, and the file lock shared with other processes."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+import duckdb
+import pytest
+
+from llmlab.errors import SchemaVersionError, StoreError
+from llmlab.migrations import MIGRATIONS
+from llmlab.store import CALL_COLUMNS, Store, utc_now
+
+
+def _call(call_id: str, run_id: str = "r1", **kw) -> dict:
+    row = {c: None for c in CALL_COLUMNS}
+    row.update(call_id=call_id, run_id=run_id, prompt_id="p1", sample_index=0, model="sandbox/fast", status="ok",
+               attempts=1, fallbacks_taken=0, cached=False, created_at_utc=utc_now(), response="4")
+    row.update(kw)
+    return row
+
+
+def test_a_new_file_gets_every_migration_and_a_newer_file_is_refused_untouched(tmp_path):
+    import llmlab.store as store_mod
+
+    path = tmp_path / "s.duckdb"
+    assert Store(path).schema_version() == len(MIGRATIONS)
+    con = duckdb.connect(str(path))
+    con.execute("INSERT INTO schema_migrations VALUES (999, 'from the future', now())")
+    con.close()
+    store_mod._migrated.discard(str(path.resolve()))
+    with pytest.raises(SchemaVersionError, match="newer"):
+        Store(path)
+    con = duckdb.connect(str(path))
+    assert con.execute("SELECT max(version) FROM schema_migrations").fetchone()[0] == 999
+    con.close()
+
+
+def test_appending_calls_is_idempotent_per_run_and_call_id(tmp_path):
+    store = Store(tmp_path / "s.duckdb")
+    batch = [_call("c1"), _call("c2"), _call("c2", response="a second copy in the same batch")]
+    store.append_calls(batch)
+    store.append_calls(batch)  # the whole batch again, as after an ambiguous failure
+    store.append_calls([_call("c1", run_id="r2")])  # the same call id in another run is another row
+    df = store.sql("SELECT run_id, call_id, response FROM call_records ORDER BY run_id, call_id")
+    assert df.values.tolist() == [["r1", "c1", "4"], ["r1", "c2", "4"], ["r2", "c1", "4"]]
+
+
+def test_a_file_that_is_not_duckdb_is_a_store_error(tmp_path):
+    path = tmp_path / "notes.duckdb"
+    path.write_text("not a database\n" * 100)
+    with pytest.raises(StoreError, match=str(path.name)):
+        Store(path)
+
+
+HOLDER = textwrap.dedent("""
+    import sys, time, duckdb
+    con = duckdb.connect(sys.argv[1])
+    print("locked", flush=True)
+    time.sleep(float(sys.argv[2]))
+    con.close()
+""")
+
+
+def test_another_process_holding_the_file_is_waited_for_then_given_up_on(tmp_path):
+    path = tmp_path / "s.duckdb"
+    store = Store(path, lock_timeout_s=0.3)
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(path), "1.5"], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(StoreError, match="cannot open"):
+            store.sql("SELECT 1")
+        assert store.lock_retries > 0, "it retried before giving up"
+        patient = Store(path, lock_timeout_s=30)
+        assert patient.sql("SELECT 42 AS x")["x"][0] == 42  # succeeds once the other process lets go
+        assert patient.lock_retries > 0 and patient.lock_wait_s > 0
+    finally:
+        holder.kill()
+        holder.wait()
