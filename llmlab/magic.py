@@ -358,12 +358,11 @@ class LLMMagics(Magics):
 
     def _execute(self, the_plan: Any, store: Any, *, name: str, tags: Sequence[str], args: Any,
                  silenced: bool) -> None:
-        from llmlab import _loop, runner
+        from llmlab import runner
         from llmlab.display import cards_bundle, text_bundle
         from llmlab.store import new_id
 
         run_id = new_id("r")
-        holder: dict[str, Any] = {}
         rows: list[dict[str, Any]] = []  # appended on llmlab's loop thread; read here (list ops are atomic)
         single = len(the_plan.prompt_set) == 1
         view = _View(live=self._live(), silenced=silenced)
@@ -387,23 +386,20 @@ class LLMMagics(Magics):
                     cards.append(Card(model=c.spec.name, status="pending", sample_index=c.sample_index))
             return cards_bundle(cards, fmt="text", header=header)
 
-        def tick() -> None:  # called by _loop.run_sync on this (the cell's) thread
-            fan = holder.get("fanout")
-            if fan is None:
-                return
-            partial = dict(fan.partial) if args.stream else {}
-            view.update(live_bundle(fan.stats, partial))
+        last_stats: list[Any] = [None]
+
+        def tick(stats: Any, partial: dict[str, str]) -> None:  # called on this (the cell's) thread
+            last_stats[0] = stats
+            view.update(live_bundle(stats, partial if args.stream else {}))
 
         view.update(live_bundle(None, {}), force=True)
-        coro = runner._arun_impl(
-            the_plan, store, name=name, tags=list(tags), on_result=rows.append,
-            on_delta=(_ignore_delta if args.stream else None), holder=holder, run_id=run_id,
-        )
         try:
-            result = _loop.run_sync(coro, on_tick=tick)
+            result = runner.execute(
+                the_plan, store=store, name=name, tags=list(tags), run_id=run_id, progress=False,
+                on_result=rows.append, on_delta=(_ignore_delta if args.stream else None), on_tick=tick,
+            )
         except KeyboardInterrupt:
-            fan = holder.get("fanout")
-            result = runner.RunResult(run_id, store, fan.stats if fan is not None else None, the_plan)
+            result = runner.RunResult(run_id, store, last_stats[0], the_plan)
             if args.output:
                 self.shell.user_ns[args.output] = result
             try:

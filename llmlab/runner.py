@@ -149,6 +149,7 @@ class Plan:
     options: RunOptions
     calls: list[PlannedCall]
     cached: dict[str, dict[str, Any]] = field(default_factory=dict)
+    store: Store | None = None
 
     @property
     def n_calls(self) -> int:
@@ -791,7 +792,7 @@ class _Fanout:
         self.partial.pop(call.call_id, None)
         if self.on_result is not None:
             try:
-                self.on_result(dict(row))
+                self.on_result({**row, "auto_score": scores[0]["score"] if scores else None})
             except Exception:  # noqa: BLE001 - a display callback must not lose a row
                 log.exception("llmlab: on_result callback failed")
 
@@ -1272,18 +1273,130 @@ async def _arun_impl(the_plan: Plan, store: Store, *, name: str | None, tags: Se
     return RunResult(run_id, store, fan.stats, the_plan)
 
 
-def _prepare(prompts: Any, models: Any, store: Store | None, template: str | None, category_column: str | None,
-             opts: dict[str, Any]) -> tuple[Plan, Store]:
+def prepare(prompts: Any, models: Iterable[str] | str | None = None, *, store: Store | None = None,
+            template: str | None = None, category_column: str | None = None, **options: Any) -> Plan:
+    """Plan a run and check its budget, calling nothing (:func:`plan` plus the ``budget_usd`` check).
+
+    The returned :class:`Plan` carries its store; give it to :func:`execute` (blocking) or :func:`start`
+    (non-blocking). Raises PromptSetError, ModelError, MissingKeyError, BudgetError, pydantic.ValidationError.
+    """
     store = store or Store()
-    options = RunOptions(**opts)
-    the_plan = plan(prompts, models, options=options, store=store, template=template, category_column=category_column)
+    opts = RunOptions(**options)
+    the_plan = plan(prompts, models, options=opts, store=store, template=template, category_column=category_column)
+    the_plan.store = store
     est = the_plan.estimate_cost_usd()
-    if options.budget_usd is not None and est is not None and est > options.budget_usd:
+    if opts.budget_usd is not None and est is not None and est > opts.budget_usd:
         raise BudgetError(
-            f"estimated cost ${est:.4f} exceeds the budget ${options.budget_usd:.4f} "
+            f"estimated cost ${est:.4f} exceeds the budget ${opts.budget_usd:.4f} "
             f"({the_plan.n_calls - the_plan.n_cached} calls to make); raise the budget or run fewer prompts/models"
         )
-    return the_plan, store
+    return the_plan
+
+
+def _prepare(prompts: Any, models: Any, store: Store | None, template: str | None, category_column: str | None,
+             opts: dict[str, Any]) -> tuple[Plan, Store]:
+    the_plan = prepare(prompts, models, store=store, template=template, category_column=category_column, **opts)
+    return the_plan, the_plan.store  # type: ignore[return-value]
+
+
+class RunHandle:
+    """One run of a :class:`Plan` on llmlab's background loop, observable while it runs.
+
+    ``stats`` (:class:`RunStats`, None until the fan-out begins) and ``partial`` (call_id → streamed text so far,
+    kept only when ``on_delta`` is given) are live; ``done()``, ``cancel()`` (completed calls stay recorded; the
+    rest become ``cancelled`` rows) and ``result(timeout_s)`` (the :class:`RunResult`) work from any thread.
+    ``coroutine()`` gives the run itself, to await on llmlab's loop (the widgets do); ``start()`` schedules it.
+    """
+
+    def __init__(self, the_plan: Plan, *, store: Store | None = None, name: str | None = None,
+                 tags: Sequence[str] = (), run_id: str | None = None,
+                 on_result: Callable[[dict[str, Any]], Any] | None = None,
+                 on_delta: Callable[[str, str], Any] | None = None) -> None:
+        self.plan = the_plan
+        self.store = store or the_plan.store or Store()
+        self.run_id = run_id or new_id("r")
+        self.name, self.tags = name, tuple(tags)
+        self.on_result, self.on_delta = on_result, on_delta
+        self._holder: dict[str, Any] = {}
+        self._task: _loop.TaskHandle | None = None
+
+    @property
+    def stats(self) -> RunStats | None:
+        fan = self._holder.get("fanout")
+        return fan.stats if fan is not None else None
+
+    @property
+    def partial(self) -> dict[str, str]:
+        fan = self._holder.get("fanout")
+        return dict(fan.partial) if fan is not None else {}
+
+    def coroutine(self) -> Any:
+        """The run as a coroutine (await it on llmlab's loop); returns a :class:`RunResult`."""
+        return _arun_impl(self.plan, self.store, name=self.name, tags=self.tags, on_result=self.on_result,
+                          on_delta=self.on_delta, holder=self._holder, run_id=self.run_id)
+
+    def start(self) -> RunHandle:
+        """Schedule the run on llmlab's background loop and return at once."""
+        if self._task is None:
+            self._task = _loop.start_task(self.coroutine())
+        return self
+
+    def done(self) -> bool:
+        return self._task is not None and self._task.finished.is_set()
+
+    def cancel(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+
+    def result(self, timeout_s: float | None = None) -> RunResult:
+        """Wait for the run (``timeout_s`` seconds at most) and return its :class:`RunResult`; a cancelled run
+        returns the result of what was recorded. Raises TimeoutError, or the run's own exception."""
+        import concurrent.futures
+
+        if self._task is None:
+            raise RuntimeError("the run was not started: call start()")
+        try:
+            return self._task.future.result(timeout=timeout_s)
+        except concurrent.futures.CancelledError:
+            return RunResult(self.run_id, self.store, self.stats, self.plan)
+        except concurrent.futures.TimeoutError as exc:
+            raise TimeoutError(f"run {self.run_id} still running after {timeout_s} s") from exc
+
+
+def start(the_plan: Plan, *, store: Store | None = None, name: str | None = None, tags: Sequence[str] = (),
+          run_id: str | None = None, on_result: Callable[[dict[str, Any]], Any] | None = None,
+          on_delta: Callable[[str, str], Any] | None = None) -> RunHandle:
+    """Start a prepared run without blocking (widgets, long runs): returns a started :class:`RunHandle`."""
+    return RunHandle(the_plan, store=store, name=name, tags=tags, run_id=run_id, on_result=on_result,
+                     on_delta=on_delta).start()
+
+
+def execute(the_plan: Plan, *, store: Store | None = None, name: str | None = None, tags: Sequence[str] = (),
+            run_id: str | None = None, progress: bool = True,
+            on_result: Callable[[dict[str, Any]], Any] | None = None,
+            on_delta: Callable[[str, str], Any] | None = None,
+            on_tick: Callable[[RunStats, dict[str, str]], Any] | None = None) -> RunResult:
+    """Run a prepared :class:`Plan` and block until done (what :func:`run` does after planning).
+
+    Callbacks and interrupt behaviour as in :func:`run`; ``run_id`` may be chosen by the caller (so it is known
+    even when the run is interrupted).
+    """
+    handle = RunHandle(the_plan, store=store, name=name, tags=tags, run_id=run_id, on_result=on_result,
+                       on_delta=on_delta)
+    prog = _Progress(progress)
+
+    def tick() -> None:
+        stats = handle.stats
+        if stats is None:
+            return
+        prog.update(stats)
+        if on_tick is not None:
+            on_tick(stats, handle.partial)
+
+    result = _loop.run_sync(handle.coroutine(), on_tick=tick)
+    if result.stats is not None:
+        prog.update(result.stats, final=True)
+    return result
 
 
 def run(prompts: Any, models: Iterable[str] | str | None = None, *, name: str | None = None,
@@ -1302,7 +1415,8 @@ def run(prompts: Any, models: Iterable[str] | str | None = None, *, name: str | 
         template, category_column: fill ``template`` per row; take categories from that column.
         progress: show a progress line (a display in Jupyter) updated from the calling thread.
         on_result(row): called on llmlab's loop thread with each final row (change widget traits there; do not
-            print or display). on_delta(call_id, text_piece): called on the loop thread with each new piece of a
+            print or display); the row carries ``auto_score`` (the deterministic score, or None).
+            on_delta(call_id, text_piece): called on the loop thread with each new piece of a
             streamed answer (the pieces of a call that then fails are not an answer: wait for on_result).
             on_tick(stats, partial_texts): called on the calling thread about every 0.1 s (``partial_texts``:
             call_id → text so far, filled only when ``on_delta`` is given).
@@ -1316,25 +1430,9 @@ def run(prompts: Any, models: Iterable[str] | str | None = None, *, name: str | 
 
     Raises PromptSetError, ModelError, MissingKeyError, BudgetError, pydantic.ValidationError (bad option).
     """
-    the_plan, store = _prepare(prompts, models, store, template, category_column, options)
-    holder: dict[str, Any] = {}
-    prog = _Progress(progress)
-
-    def tick() -> None:
-        fan = holder.get("fanout")
-        if fan is None:
-            return
-        prog.update(fan.stats)
-        if on_tick is not None:
-            on_tick(fan.stats, dict(fan.partial))
-
-    result = _loop.run_sync(
-        _arun_impl(the_plan, store, name=name, tags=tags, on_result=on_result, on_delta=on_delta, holder=holder),
-        on_tick=tick,
-    )
-    if result.stats is not None:
-        prog.update(result.stats, final=True)
-    return result
+    the_plan = prepare(prompts, models, store=store, template=template, category_column=category_column, **options)
+    return execute(the_plan, name=name, tags=tags, progress=progress, on_result=on_result, on_delta=on_delta,
+                   on_tick=on_tick)
 
 
 async def arun(prompts: Any, models: Iterable[str] | str | None = None, *, name: str | None = None,
@@ -1347,16 +1445,13 @@ async def arun(prompts: Any, models: Iterable[str] | str | None = None, *, name:
     The work runs on llmlab's background loop; cancelling the awaiting task cancels it (completed calls stay).
     Same arguments, result and errors as :func:`run`.
     """
-    the_plan, store = await asyncio.to_thread(_prepare, prompts, models, store, template, category_column, options)
-    holder: dict[str, Any] = {}
+    the_plan = await asyncio.to_thread(prepare, prompts, models, store=store, template=template,
+                                       category_column=category_column, **options)
+    handle = RunHandle(the_plan, name=name, tags=tags, on_result=on_result, on_delta=on_delta)
     prog = _Progress(progress)
 
     def tick() -> None:
-        fan = holder.get("fanout")
-        if fan is not None:
-            prog.update(fan.stats)
+        if handle.stats is not None:
+            prog.update(handle.stats)
 
-    return await _loop.run_in_background_loop(
-        _arun_impl(the_plan, store, name=name, tags=tags, on_result=on_result, on_delta=on_delta, holder=holder),
-        on_tick=tick,
-    )
+    return await _loop.run_in_background_loop(handle.coroutine(), on_tick=tick)

@@ -59,6 +59,7 @@ RUN_COLUMNS = ("run_id", "name", "created_at_utc", "finished_at_utc", "status", 
 
 _migrated: set[str] = set()
 _process_lock = threading.RLock()
+_open_close_lock = threading.Lock()
 
 
 def utc_now() -> datetime:
@@ -129,7 +130,11 @@ class Store:
         retries = 0
         while True:
             try:
-                con = duckdb.connect(str(self.path))
+                # Within a process, DuckDB shares one database instance per file among connections; opening while
+                # another thread closes the last connection races ("Unique file handle conflict"), so opening and
+                # closing are serialized (using a connection is not).
+                with _open_close_lock:
+                    con = duckdb.connect(str(self.path))
                 break
             except duckdb.IOException as exc:
                 if not _is_lock_error(exc) or time.monotonic() > deadline:
@@ -145,7 +150,8 @@ class Store:
         try:
             yield con
         finally:
-            con.close()
+            with _open_close_lock:
+                con.close()
 
     def _count_wait(self, start: float, retries: int) -> None:
         with self._stats_lock:
@@ -262,7 +268,7 @@ class Store:
         Args:
             rating: ``True``/``False`` or 1/0 with ``scale="binary"`` (good / bad); 1 to 5 with ``scale="stars"``.
         Raises:
-            ValueError (StoreError subclass not used: this is bad input): rating out of range or unknown call.
+            ValueError: rating out of range; CallNotFoundError (a KeyError and ValueError): unknown call_id.
         """
         if scale == "binary":
             raw = float(bool(rating))
@@ -277,7 +283,7 @@ class Store:
         with self.connect() as con:
             found = con.execute("SELECT run_id, prompt_id, model FROM call_records WHERE call_id = ?", [call_id]).fetchone()
         if found is None:
-            raise ValueError(f"no call with call_id {call_id!r} in {self.path}")
+            raise CallNotFoundError(f"no call with call_id {call_id!r} in {self.path}")
         run_id, prompt_id, model = found
         self.append_scores([{
             "run_id": run_id, "call_id": call_id, "prompt_id": prompt_id, "model": model, "kind": "human",
@@ -387,4 +393,11 @@ class RunNotFoundError(StoreError, KeyError):
     """No run matches the reference given (id, id prefix, name or ``last``)."""
 
     def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+class CallNotFoundError(StoreError, KeyError, ValueError):
+    """No call with that ``call_id`` is in the store (yet: a live run's batch writer flushes every half second)."""
+
+    def __str__(self) -> str:
         return str(self.args[0]) if self.args else ""

@@ -66,6 +66,7 @@ import ipywidgets as W
 import pandas as pd
 
 from llmlab.errors import LLMLabError, RoutingError, StoreError
+from llmlab.store import CallNotFoundError
 
 log = logging.getLogger(__name__)
 
@@ -576,18 +577,10 @@ class CompareView(W.VBox):
             if not rows:
                 return 0
             self._last_live = now
-            from llmlab.scoring import score
-
             for row in rows:
                 info = self._prompt_info.get(str(row.get("prompt_id")), {})
                 rec = {**row, **{k: info.get(k) for k in ("category", "prompt", "reference", "scorer")}}
-                auto = None
-                try:
-                    auto = score(rec.get("scorer"), rec.get("response") if _is_ok(rec) else None, rec.get("reference"))
-                except Exception:  # noqa: BLE001 - a bad scorer spec must not stop the display
-                    log.debug("llmlab: live scoring failed for %s", rec.get("call_id"), exc_info=True)
-                rec["auto_score"] = auto
-                rec["quality"] = auto
+                rec["quality"] = rec.get("auto_score")  # the runner scored the row (on_result carries auto_score)
                 self._put(rec)
             self._routing_dirty = self._charts_dirty = True
             selected = self.selected_call_id
@@ -955,8 +948,8 @@ class CompareView(W.VBox):
             try:
                 score = self.store.rate(call_id, rating, scale=scale, comment=comment)
                 break
-            except ValueError as exc:
-                if "no call" not in str(exc) or time.monotonic() > deadline:
+            except CallNotFoundError:
+                if time.monotonic() > deadline:
                     raise
                 time.sleep(0.2)  # the run's batch writer has not flushed this row yet
         with self._lock:
@@ -1379,14 +1372,15 @@ class Lab(W.VBox):
 
     def _prepare(self) -> tuple[Any, Any]:
         """Plan the chosen run (blocking: load prompts, resolve models, cache look-ups, budget check)."""
-        from llmlab.runner import _prepare
+        from llmlab.runner import prepare
         from llmlab.sandbox import SANDBOX_API_BASE_ENV, ensure_sandbox
 
         models = self.selected_models()
         prompt_set = self.selected_prompts()
         if any(m.startswith("sandbox/") for m in models) and not os.environ.get(SANDBOX_API_BASE_ENV):
             ensure_sandbox()
-        return _prepare(prompt_set, models, self.store, None, None, self.options())
+        the_plan = prepare(prompt_set, models, store=self.store, **self.options())
+        return the_plan, the_plan.store
 
     def estimate(self) -> Any:
         """Plan the chosen run without calling anything; show and return the :class:`llmlab.runner.Plan`.
@@ -1433,7 +1427,7 @@ class Lab(W.VBox):
         self._future = _loop.submit(self._drive(view, run_id))
 
     async def _drive(self, view: CompareView, run_id: str) -> str:
-        from llmlab.runner import _arun_impl
+        from llmlab.runner import RunHandle
 
         status = "failed"
         try:
@@ -1448,14 +1442,13 @@ class Lab(W.VBox):
                 return status
             self.progress.max = max(1, the_plan.n_calls)
             view._begin_live(the_plan, run_id)
-            holder: dict[str, Any] = {}
             name = self.run_name.value.strip() or None
-            self._task = asyncio.ensure_future(_arun_impl(
-                the_plan, store, name=name, tags=("lab",), on_result=view._queue_result, on_delta=None,
-                holder=holder, run_id=run_id))
+            handle = RunHandle(the_plan, store=store, name=name, tags=("lab",), run_id=run_id,
+                               on_result=view._queue_result)
+            self._task = asyncio.ensure_future(handle.coroutine())
             while not self._task.done():
                 await asyncio.wait({self._task}, timeout=0.25)
-                self._show_progress(holder, the_plan.n_calls)
+                self._show_progress(handle, the_plan.n_calls)
                 view._flush_live()
             try:
                 self._task.result()
@@ -1464,7 +1457,7 @@ class Lab(W.VBox):
                 status = "cancelled"
             except Exception as exc:  # noqa: BLE001
                 self._status(f"the run failed: {type(exc).__name__}: {exc}", error=True)
-            self._show_progress(holder, the_plan.n_calls, final=status)
+            self._show_progress(handle, the_plan.n_calls, final=status)
             view._flush_live(force=True)
             view._end_live()
             try:
@@ -1485,12 +1478,11 @@ class Lab(W.VBox):
             except Exception:  # noqa: BLE001
                 log.debug("llmlab: could not refresh the run list", exc_info=True)
 
-    def _show_progress(self, holder: Mapping[str, Any], planned: int, final: str | None = None) -> None:
-        fan = holder.get("fanout")
-        if fan is None:
+    def _show_progress(self, handle: Any, planned: int, final: str | None = None) -> None:
+        s = handle.stats
+        if s is None:
             self.progress_html.value = "starting…" if final is None else _esc(final)
             return
-        s = fan.stats
         self.last_stats = s
         self.progress.max = max(1, s.planned)
         self.progress.value = min(s.done, s.planned)

