@@ -66,6 +66,7 @@ import ipywidgets as W
 import pandas as pd
 
 from llmlab.errors import LLMLabError, RoutingError, StoreError
+from llmlab.display import fmt_usd
 from llmlab.store import CallNotFoundError
 
 log = logging.getLogger(__name__)
@@ -153,13 +154,7 @@ def _fmt_ms(value: Any) -> str:
     return f"{v:,.0f} ms" if v >= 10 else f"{v:.1f} ms"
 
 
-def _fmt_usd(value: Any) -> str:
-    v = _num(value)
-    if v is None:
-        return "price unknown"
-    if v == 0:
-        return "$0"
-    return f"${v:.6f}" if v < 0.01 else f"${v:,.4f}"
+_fmt_usd = fmt_usd  # one dollar format for the magic's cards and the widgets
 
 
 def _truncate(text: str, n: int) -> str:

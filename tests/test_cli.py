@@ -9,31 +9,20 @@ import pytest
 import yaml
 
 from llmlab.cli import main
-from llmlab.sandbox import Sandbox
 from llmlab.store import Store
 
 
-@pytest.fixture(scope="module")
-def sb():
-    box = Sandbox(port=0, seed=0, latency_scale=0.01).start()
-    yield box
-    box.stop()
-
-
 @pytest.fixture
-def env(sb, tmp_path, monkeypatch):
-    monkeypatch.setenv("LLMLAB_SANDBOX_API_BASE", sb.api_base)
-    monkeypatch.setenv("LLMLAB_SANDBOX_API_KEY", "sandbox-key")
-    monkeypatch.setenv("LLMLAB_DB", str(tmp_path / "cli.duckdb"))
-    sb.reset_stats()
+def env(sandbox, tmp_path):
+    """The session sandbox (tests/conftest.py; LLMLAB_DB is already per test); returns the test's folder."""
     return tmp_path
 
 
-def test_run_runs_report_route(env, sb, capsys):
+def test_run_runs_report_route(env, sandbox, capsys):
     assert main(["run", "quickstart", "--models", "sandbox/frontier,@cheap", "--limit", "12", "--name", "cli-test"]) == 0
     out = capsys.readouterr().out
     assert "run_id:" in out
-    assert sb.request_count() == 24
+    assert sandbox.request_count() == 24
     store = Store()
     run_id = store.resolve_run("cli-test")
     assert len(store.results(run_id)) == 24
@@ -50,11 +39,11 @@ def test_run_runs_report_route(env, sb, capsys):
     assert "24" in capsys.readouterr().out
 
 
-def test_dry_run_calls_nothing(env, sb, capsys):
+def test_dry_run_calls_nothing(env, sandbox, capsys):
     assert main(["run", "quickstart", "--models", "@sandbox", "--dry-run"]) == 0
     out = capsys.readouterr().out
     assert "576 calls" in out and "estimated cost" in out
-    assert sb.request_count() == 0
+    assert sandbox.request_count() == 0
 
 
 def test_models_lists_key_names_only(env, capsys, monkeypatch):

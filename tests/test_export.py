@@ -8,7 +8,6 @@ import yaml
 
 from llmlab.errors import RoutingError
 from llmlab.export import litellm_config, router_kwargs, write_litellm_config
-from llmlab.sandbox import Sandbox
 
 TABLE = pd.DataFrame([
     {"category": "classification", "model": "sandbox/tiny", "quality": 0.95, "n": 24, "latency_p95_ms": 400.0,
@@ -20,20 +19,11 @@ TABLE = pd.DataFrame([
 ])
 
 
-@pytest.fixture(scope="module")
-def sb():
-    box = Sandbox(port=0, seed=0, latency_scale=0.01).start()
-    yield box
-    box.stop()
-
-
 @pytest.fixture
-def sandbox_env(sb, monkeypatch):
-    monkeypatch.setenv("LLMLAB_SANDBOX_API_BASE", sb.api_base)
+def sandbox_env(sandbox, monkeypatch):
+    """The session sandbox (tests/conftest.py) plus the key variable exported configs reference."""
     monkeypatch.setenv("LLMLAB_SANDBOX_API_KEY", "sandbox-key")
-    sb.clear_faults()
-    sb.reset_stats()
-    return sb
+    return sandbox
 
 
 def test_config_shape_follows_design_decision_8(tmp_path):

@@ -5,23 +5,13 @@ from __future__ import annotations
 import pytest
 
 import llmlab
-from llmlab.sandbox import Sandbox
 from llmlab.scoring import judge_prompt, parse_judge_score
 from llmlab.store import Store
 
 
-@pytest.fixture(scope="module")
-def sb():
-    box = Sandbox(port=0, seed=0, latency_scale=0.01).start()
-    yield box
-    box.stop()
-
-
 @pytest.fixture
-def store(sb, tmp_path, monkeypatch):
-    monkeypatch.setenv("LLMLAB_SANDBOX_API_BASE", sb.api_base)
-    monkeypatch.setenv("LLMLAB_DB", str(tmp_path / "j.duckdb"))
-    sb.reset_stats()
+def store(sandbox):
+    """The session sandbox (tests/conftest.py) and this test's own store."""
     return Store()
 
 
@@ -33,7 +23,7 @@ def test_judge_prompt_keeps_braces_and_parses_scores():
     assert parse_judge_score("no score here") is None
 
 
-def test_judge_scores_recorded_and_cached(store, sb):
+def test_judge_scores_recorded_and_cached(store, sandbox):
     ps = llmlab.load_prompts("quickstart").filter(per_category=3)
     res = llmlab.run(ps, ["sandbox/tiny", "sandbox/frontier"], store=store, progress=False)
     judged = llmlab.judge(res.run_id, "sandbox/frontier", store=store)
@@ -45,9 +35,9 @@ def test_judge_scores_recorded_and_cached(store, sb):
     # the judge agrees with the deterministic scorer most of the time on the sandbox
     agree = ((results["auto_score"] > 0.5) == (results["judge_score"] > 0.5)).mean()
     assert agree > 0.75
-    served = sb.request_count()
+    served = sandbox.request_count()
     llmlab.judge(res.run_id, "sandbox/frontier", store=store)     # second time: from the cache
-    assert sb.request_count() == served
+    assert sandbox.request_count() == served
     assert store.runs()["name"].str.startswith("judge of").sum() == 2
 
 
