@@ -1155,7 +1155,11 @@ class Sandbox:
             return _error_response(api, 400, "Invalid request (simulated by the llmlab sandbox).",
                                    "invalid_request_error")
         if kind == "401":
-            return _error_response(api, 401, "Incorrect API key provided (simulated).", "invalid_api_key")
+            # Like providers that quote the key back, the worst case: the message holds the key it was sent, so
+            # tests can prove that llmlab redacts it before recording the error.
+            auth = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
+            key = auth or request.headers.get("x-api-key", "")
+            return _error_response(api, 401, f"Incorrect API key provided: {key} (simulated).", "invalid_api_key")
         if kind == "403":
             return _error_response(api, 403, "You are not allowed to use this model (simulated).",
                                    "permission_denied")

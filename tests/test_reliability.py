@@ -195,3 +195,18 @@ def test_two_processes_recording_into_one_file_both_keep_every_row(sandbox, tmp_
     assert sandbox.request_count() == 60
     # both wrote while the other was writing: the lock was contended at least once
     assert sum(o["lock_retries"] for o in outs) > 0
+
+
+def test_a_key_quoted_back_in_an_error_never_reaches_the_store(sandbox, monkeypatch):
+    """The sandbox's 401 quotes the key it was sent (as some providers do): the recorded row must not hold it."""
+    secret = "sk-llmlab-test-SECRET-7c1e9a0b55d2"
+    monkeypatch.setenv("LLMLAB_SANDBOX_API_KEY", secret)
+    sandbox.inject("401", model="fast")
+    for model in ("sandbox/fast",):
+        res = llmlab.run(["SANDBOX_ECHO:hi"], [model], progress=False, cache=False)
+        row = res.results.iloc[0]
+        assert row["status"] == "error" and row["http_status"] == 401
+        assert secret not in (row["error_message"] or "")
+        assert "LLMLAB_SANDBOX_API_KEY redacted" in row["error_message"]
+    dump = llmlab.Store().sql("SELECT * FROM calls").to_csv()
+    assert secret not in dump
