@@ -98,4 +98,10 @@ MIGRATIONS: list[tuple[str, str]] = [
             FROM scores GROUP BY call_id, run_id;
         """,
     ),
+    (
+        "runs.host: the machine a run was recorded on, so a run whose process died can be told apart",
+        """
+        ALTER TABLE runs ADD COLUMN host VARCHAR;
+        """,
+    ),
 ]

@@ -33,6 +33,7 @@ import json
 import logging
 import os
 import random
+import socket
 import threading
 import time
 import uuid
@@ -55,7 +56,8 @@ PROMPT_COLUMNS = ("run_id", "prompt_id", "category", "prompt", "reference", "sco
 SCORE_COLUMNS = ("run_id", "call_id", "prompt_id", "model", "kind", "scorer", "score", "raw_value", "comment",
                  "created_at_utc")
 RUN_COLUMNS = ("run_id", "name", "created_at_utc", "finished_at_utc", "status", "prompt_set", "models", "params",
-               "tags", "llmlab_version", "litellm_version", "sandbox", "n_prompts", "n_calls_planned", "pid", "source")
+               "tags", "llmlab_version", "litellm_version", "sandbox", "n_prompts", "n_calls_planned", "pid", "source",
+               "host")
 
 _migrated: set[str] = set()
 _process_lock = threading.RLock()
@@ -84,6 +86,16 @@ def default_path() -> Path:
 def _is_lock_error(exc: BaseException) -> bool:
     text = str(exc)
     return "Could not set lock" in text or "Conflicting lock" in text or "database is locked" in text.lower()
+
+
+def _pid_alive(pid: Any) -> bool:
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, TypeError, ValueError, OverflowError):
+        return True  # exists (another user's) or unknown: do not guess
+    return True
 
 
 class Store:
@@ -232,6 +244,7 @@ class Store:
         row["status"] = row["status"] or "running"
         row["pid"] = row["pid"] or os.getpid()
         row["source"] = row["source"] or "llmlab"
+        row["host"] = row["host"] or socket.gethostname()
         for c in ("models", "params", "tags"):
             if row[c] is not None and not isinstance(row[c], str):
                 row[c] = json.dumps(row[c], default=str)
@@ -314,20 +327,30 @@ class Store:
         return {r["cache_key"]: r for r in frame.to_dict("records")}
 
     def runs(self, limit: int | None = None) -> Any:
-        """Runs, newest first: DataFrame with the ``runs`` columns plus ``n_calls, n_ok, n_error, cost_usd``."""
+        """Runs, newest first: a DataFrame ``run_id, name, created_at_utc, status, prompt_set, models, n_prompts,
+        n_calls, n_ok, n_error, cost_usd (USD paid: cache hits excluded), sandbox, source, finished_at_utc``.
+
+        ``status`` is ``interrupted`` for a run still marked ``running`` whose process, on this machine, is gone
+        (killed, or its kernel died): its completed calls are stored, a re-run makes only the missing ones.
+        """
         query = """
             SELECT r.run_id, r.name, r.created_at_utc, r.status, r.prompt_set, r.models, r.n_prompts,
                    count(c.call_id) AS n_calls,
                    count(c.call_id) FILTER (WHERE c.status = 'ok') AS n_ok,
                    count(c.call_id) FILTER (WHERE c.status = 'error') AS n_error,
                    sum(c.cost_usd) FILTER (WHERE NOT c.cached) AS cost_usd,
-                   r.sandbox, r.source, r.finished_at_utc
+                   r.sandbox, r.source, r.finished_at_utc, r.pid, r.host
             FROM runs r LEFT JOIN call_records c ON c.run_id = r.run_id
             GROUP BY ALL ORDER BY r.created_at_utc DESC
         """
         if limit:
             query += f" LIMIT {int(limit)}"
-        return self.sql(query)
+        frame = self.sql(query)
+        here = socket.gethostname()
+        gone = [(s == "running" and h == here and not _pid_alive(p))
+                for s, h, p in zip(frame["status"], frame["host"], frame["pid"], strict=True)]
+        frame.loc[gone, "status"] = "interrupted"
+        return frame.drop(columns=["pid", "host"])
 
     def resolve_run(self, ref: str | None = None) -> str:
         """Turn a run reference into a ``run_id``: an id, a unique id prefix, a run name (newest), or

@@ -164,7 +164,9 @@ def test_a_process_killed_mid_run_leaves_a_store_that_opens_with_completed_rows(
     assert len(completed) < len(prompts), "killed before the end"
     older = {c["call_id"] for c in completed if c["t"] < killed_at - 1.0}
     assert older <= set(rows["call_id"]), "at most the last second of completed calls is missing"
-    assert reopened.run(reopened.resolve_run("last"))["status"] == "running"  # it never got to say otherwise
+    killed_run = reopened.resolve_run("last")
+    assert reopened.run(killed_run)["status"] == "running"  # it never got to say otherwise...
+    assert reopened.runs().set_index("run_id").loc[killed_run, "status"] == "interrupted"  # ...but its pid is gone
     _assert_rerun_requests_only_the_missing(sandbox, prompts, "sandbox/fast", len(rows), timeout_s=30)
 
 

@@ -110,3 +110,26 @@ def test_rating_an_unknown_call_raises_call_not_found(tmp_path):
     store = Store(tmp_path / "r.duckdb")
     with pytest.raises(CallNotFoundError, match="c-missing"):
         store.rate("c-missing", True)
+
+
+def test_a_run_whose_process_died_is_listed_as_interrupted(tmp_path):
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    store = Store(tmp_path / "runs.duckdb")
+    store.create_run(run_id="r-dead", name="killed", status="running", pid=dead.pid)
+    store.create_run(run_id="r-alive", name="live", status="running")          # this process
+    status = store.runs().set_index("run_id")["status"]
+    assert status["r-dead"] == "interrupted" and status["r-alive"] == "running"
+
+
+def test_opening_a_version_1_file_adds_the_host_column_and_keeps_rows(tmp_path):
+    path = tmp_path / "v1.duckdb"
+    con = duckdb.connect(str(path))
+    con.execute("CREATE TABLE schema_migrations (version INTEGER NOT NULL, name VARCHAR, applied_at_utc TIMESTAMP NOT NULL)")
+    con.execute(MIGRATIONS[0][1])
+    con.execute("INSERT INTO schema_migrations VALUES (1, 'initial', now())")
+    con.execute("INSERT INTO runs (run_id, created_at_utc, status) VALUES ('r-old', now(), 'finished')")
+    con.close()
+    store = Store(path)
+    assert store.schema_version() == len(MIGRATIONS) >= 2
+    assert store.sql("SELECT run_id, host FROM runs").to_dict("records") == [{"run_id": "r-old", "host": None}]
