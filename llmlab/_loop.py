@@ -195,6 +195,10 @@ def _close_http_clients_at_exit() -> None:
         from litellm.llms.custom_httpx.async_client_cleanup import close_litellm_async_clients
 
         asyncio.run_coroutine_threadsafe(close_litellm_async_clients(), loop).result(timeout=2)
+        if "llmlab.runner" in sys.modules:
+            from llmlab.runner import aclose_http_clients
+
+            asyncio.run_coroutine_threadsafe(aclose_http_clients(), loop).result(timeout=2)
     except Exception:  # noqa: BLE001 - best effort at exit
         pass
 

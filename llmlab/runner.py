@@ -9,7 +9,7 @@ that keeps failing hands the call to the next model of its fallback chain. Every
 row (``ok`` or ``error``: error type, HTTP status, attempts, the attempt log) written by one batch writer that
 flushes at least every ``flush_interval_s`` (0.5 s). An interrupt or a cancellation stops the calls in flight
 and keeps every completed one. Scores from the prompt's deterministic scorer are recorded with the row.
-docs/reliability.md maps each fault to what happens and to the test that shows it.
+The README's reliability table maps each fault to what happens and to the test that shows it.
 
 Timing: ``latency_ms`` is the wall time of the successful request (send to last byte), ``ttft_ms`` the time to
 the first content token (requests are streamed), ``retry_wait_ms`` the time spent waiting between attempts.
@@ -59,7 +59,7 @@ class RunOptions(BaseModel):
     Output-shaping (part of the cache key): ``temperature``, ``max_tokens``, ``samples``, ``system``,
     ``extra_params``.
 
-    Reliability (see docs/reliability.md):
+    Reliability (see the README's reliability section):
 
     - ``concurrency`` (all models), ``per_model_concurrency`` (an int, or ``{model: int}``, default 8).
     - ``timeout_s``: the most one provider request may take, seconds (a stream included, send to last byte).
@@ -513,6 +513,19 @@ def _loop_clients() -> dict[Any, Any]:
     if clients is None:
         clients = _http_clients[loop] = {}
     return clients
+
+
+async def aclose_http_clients() -> None:
+    """Close the HTTP clients llmlab made on the running loop (called at interpreter exit by :mod:`llmlab._loop`)."""
+    clients = _http_clients.pop(asyncio.get_running_loop(), {})
+    for client in clients.values():
+        try:
+            if hasattr(client, "close") and asyncio.iscoroutinefunction(client.close):
+                await client.close()  # AsyncHTTPHandler, openai.AsyncOpenAI
+            elif hasattr(client, "aclose"):
+                await client.aclose()
+        except Exception:  # noqa: BLE001 - best effort at exit
+            pass
 
 
 def _hooked_client(spec: ModelSpec, kwargs: Mapping[str, Any]) -> Any | None:
@@ -1291,12 +1304,6 @@ def prepare(prompts: Any, models: Iterable[str] | str | None = None, *, store: S
             f"({the_plan.n_calls - the_plan.n_cached} calls to make); raise the budget or run fewer prompts/models"
         )
     return the_plan
-
-
-def _prepare(prompts: Any, models: Any, store: Store | None, template: str | None, category_column: str | None,
-             opts: dict[str, Any]) -> tuple[Plan, Store]:
-    the_plan = prepare(prompts, models, store=store, template=template, category_column=category_column, **opts)
-    return the_plan, the_plan.store  # type: ignore[return-value]
 
 
 class RunHandle:

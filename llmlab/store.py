@@ -21,7 +21,7 @@ Concurrency (DESIGN.md, decisions 2 and 3): a DuckDB file is locked by the proce
 access here uses a short-lived connection (opened, used, closed) and retries with jittered backoff (5 ms doubling
 to 100 ms) while another process holds the lock, for up to ``lock_timeout_s``. Within a process, writes come from
 one writer (the runner's batch writer) in bulk inserts from pandas, each one transaction, idempotent per
-``call_id``. Figures (``benchmarks/store_writes.py``, docs/reliability.md): the bulk insert is two to three
+``call_id``. Figures (``benchmarks/store_writes.py``, the README's reliability section): the bulk insert is two to three
 orders of magnitude faster than row-by-row inserts; two processes writing one file at the same time both finish
 with every row stored.
 """
