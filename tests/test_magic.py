@@ -182,6 +182,17 @@ def test_braces_that_name_no_variable_are_kept_and_no_interpolate_sends_verbatim
     assert shell.user_ns["r2"].results["response"].iloc[0] == cell[len("SANDBOX_ECHO: "):]
 
 
+def test_the_brace_cases_jupyter_ai_fails_on_are_sent_as_written(shell):
+    """jupyter-ai's %%ai raises ValueError on these (its issues #27 and #967: str.format_map on the cell)."""
+    shell.user_ns["TEXT"] = "code with {dict_comprehension}"
+    shell.user_ns["dic"] = {"a": 1}
+    cell = "SANDBOX_ECHO:{TEXT}\n{v:k for k,v in dic.items()}\nprint({'foo': 'bar'})\nrepeat the above"
+    result, _ = run(shell, "%%llm sandbox/fast -o r\n" + cell)
+    assert result.success, result.error_in_exec
+    assert shell.user_ns["r"].results["response"].iloc[0] == (
+        "code with {dict_comprehension}\n{v:k for k,v in dic.items()}\nprint({'foo': 'bar'})\nrepeat the above")
+
+
 def test_magic_line_is_not_expanded_by_ipython(shell):
     shell.user_ns["who"] = "EXPANDED"
     result, _ = run(shell, '%%llm sandbox/fast -s "You are {who} and $who" -o r\nSANDBOX_ECHO: hi')
