@@ -402,12 +402,13 @@ def write_report(
 
 def report_run(run: str | None = None, path: str | Path | None = None, *, store: Any = None,
                tolerance: float = 0.02, min_n: int = 5, max_latency_p95_ms: float | None = None,
-               compare_with: str | None = None) -> Path:
+               compare_with: str | None = None, examples_per_model: int = 3) -> Path:
     """Write the report of a stored run (``llmlab report RUN [-o PATH]``, ``llmlab.report(run, path)``).
 
     Loads the run's results from the store, derives its routing table (:func:`llmlab.routing.routing_table` with
     ``tolerance``, ``min_n``, ``max_latency_p95_ms``), the projection and the tolerance curve, and, with
-    ``compare_with`` (another run), the run comparison. Default path: ``reports/<run_id>.html`` (relative to the
+    ``compare_with`` (another run), the run comparison; ``examples_per_model`` example answers per model (a
+    failed call first when there is one, then one per category). Default path: ``reports/<run_id>.html`` (relative to the
     working directory). Returns the path written.
 
     Raises StoreError (unknown run), AnalysisError, OSError.
@@ -433,7 +434,7 @@ def report_run(run: str | None = None, path: str | Path | None = None, *, store:
         comparison = compare_runs(results, store.results(compare_with))
     out = Path(path) if path is not None else Path("reports") / f"{run_id}.html"
     return write_report(results, meta, out, routing_table=table, routing_projection=projection,
-                        tolerance_curve=curve, comparison=comparison)
+                        tolerance_curve=curve, comparison=comparison, examples_per_model=examples_per_model)
 
 
 class _CallableModule(types.ModuleType):

@@ -50,11 +50,61 @@ def make_results(models=("sandbox/fast", "sandbox/smart", "sandbox/cheap", "open
     return frame
 
 
-def test_report_renders_in_chromium(tmp_path):
+def open_in_chromium(path: Path, chart_ids: list[str], screenshot: str) -> dict:
+    """Open a report file in headless Debian chromium; return what a reader would see and what ran."""
     if not os.path.exists(CHROMIUM):
         pytest.skip(f"{CHROMIUM} is missing (apt-get install chromium)")
     sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
+    console_errors, page_errors, dialogs, requests = [], [], [], []
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True,
+                                    args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 1000})
+            page.on("console", lambda m: console_errors.append(m.text) if m.type == "error" else None)
+            page.on("pageerror", lambda e: page_errors.append(str(e)))
+            page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+            page.on("request", lambda r: requests.append(r.url))
+            page.goto(path.resolve().as_uri(), wait_until="load")
+            for div_id in chart_ids:
+                page.wait_for_selector(f"#{div_id} .main-svg", timeout=15_000)
+            rendered = page.evaluate(
+                """ids => ids.map(id => {
+                    const el = document.getElementById(id);
+                    return {id, svg: el.querySelectorAll('.main-svg').length,
+                            marks: el.querySelectorAll('.trace, .point, .hm, .bars path, .box').length};
+                })""",
+                chart_ids,
+            )
+            seen = {
+                "rendered": rendered,
+                "sandbox_notice": page.inner_text("#sandbox-notice"),
+                "answer_text": page.inner_text("#examples"),
+                "injected": page.evaluate("document.querySelectorAll('#examples img, #examples script').length"),
+            }
+            page.wait_for_timeout(300)  # let any injected handler fire before judging
+            REPORTS_DIR.mkdir(exist_ok=True)
+            page.screenshot(path=str(REPORTS_DIR / screenshot))
+        finally:
+            browser.close()
+    seen.update(console_errors=console_errors, page_errors=page_errors, dialogs=dialogs, requests=requests)
+    return seen
 
+
+def assert_rendered_safely(seen: dict, screenshot: str) -> None:
+    for chart in seen["rendered"]:
+        assert chart["svg"] >= 1, chart
+        assert chart["marks"] >= 1, chart
+    assert seen["dialogs"] == []
+    assert seen["console_errors"] == [] and seen["page_errors"] == []
+    assert all(url.startswith(("file:", "data:", "about:")) for url in seen["requests"]), seen["requests"]
+    assert "simulated" in seen["sandbox_notice"].lower()
+    assert HOSTILE_ANSWER in seen["answer_text"]  # shown as text
+    assert seen["injected"] == 0
+    assert (REPORTS_DIR / screenshot).stat().st_size > 0
+
+
+def test_report_renders_in_chromium(tmp_path):
     results = make_results()
     run = {"run_id": "r1", "name": "browser check", "created_at_utc": pd.Timestamp("2025-01-01", tz="UTC"),
            "prompt_set": "synthetic", "models": sorted(results["model"].unique()),
@@ -77,43 +127,25 @@ def test_report_renders_in_chromium(tmp_path):
     path = report.write_report(results, run, tmp_path / "report.html", routing_table=routing_table,
                                routing_projection=projection, tolerance_curve=curve, comparison=comparison)
 
-    console_errors, page_errors, dialogs, requests = [], [], [], []
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True,
-                                    args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"])
-        try:
-            page = browser.new_page(viewport={"width": 1280, "height": 1000})
-            page.on("console", lambda m: console_errors.append(m.text) if m.type == "error" else None)
-            page.on("pageerror", lambda e: page_errors.append(str(e)))
-            page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
-            page.on("request", lambda r: requests.append(r.url))
-            page.goto(path.resolve().as_uri(), wait_until="load")
-            for div_id in report.CHART_IDS.values():
-                page.wait_for_selector(f"#{div_id} .main-svg", timeout=15_000)
-            rendered = page.evaluate(
-                """ids => ids.map(id => {
-                    const el = document.getElementById(id);
-                    return {id, svg: el.querySelectorAll('.main-svg').length,
-                            marks: el.querySelectorAll('.trace, .point, .hm, .bars path, .box').length};
-                })""",
-                list(report.CHART_IDS.values()),
-            )
-            sandbox_notice = page.inner_text("#sandbox-notice")
-            answer_text = page.inner_text("#examples")
-            injected = page.evaluate("document.querySelectorAll('#examples img, #examples script').length")
-            page.wait_for_timeout(300)  # let any injected handler fire before judging
-            REPORTS_DIR.mkdir(exist_ok=True)
-            page.screenshot(path=str(REPORTS_DIR / "report_screenshot.png"))
-        finally:
-            browser.close()
+    seen = open_in_chromium(path, list(report.CHART_IDS.values()), "report_screenshot.png")
+    assert_rendered_safely(seen, "report_screenshot.png")
 
-    for chart in rendered:
-        assert chart["svg"] >= 1, chart
-        assert chart["marks"] >= 1, chart
-    assert dialogs == []
-    assert console_errors == [] and page_errors == []
-    assert all(url.startswith(("file:", "data:", "about:")) for url in requests), requests
-    assert "simulated" in sandbox_notice.lower()
-    assert HOSTILE_ANSWER in answer_text  # shown as text
-    assert injected == 0
-    assert (REPORTS_DIR / "report_screenshot.png").stat().st_size > 0
+
+def test_the_report_of_a_sandbox_run_renders_in_chromium(sandbox, tmp_path):
+    """The real path: a sandbox run (with a hostile answer) → `llmlab.report` (routing table, projection, tolerance
+    curve and a comparison with a second run) → chromium."""
+    import llmlab
+
+    prompts = llmlab.load_prompts("quickstart").filter(per_category=3)
+    hostile = llmlab.load_prompts([{"prompt": "SANDBOX_ECHO:" + HOSTILE_ANSWER, "category": "safety"}])
+    mixed = llmlab.load_prompts([*({"prompt": p.text, "category": p.category, "reference": p.reference,
+                                    "scorer": p.scorer} for p in prompts),
+                                 {"prompt": hostile.prompts[0].text, "category": "safety"}])
+    sandbox.inject("503", model="tiny", times=3)
+    first = llmlab.run(mixed, ["sandbox/frontier", "sandbox/balanced", "sandbox/fast", "sandbox/tiny"],
+                       progress=False, name="browser report")
+    second = llmlab.run(mixed, ["sandbox/frontier", "sandbox/fast"], progress=False, temperature=0.7)
+    path = llmlab.report(first.run_id, tmp_path / "sandbox-report.html", min_n=2, compare_with=second.run_id,
+                         examples_per_model=8)   # 7 categories: every category's example is shown
+    seen = open_in_chromium(path, list(report.CHART_IDS.values()), "report_sandbox_screenshot.png")
+    assert_rendered_safely(seen, "report_sandbox_screenshot.png")
