@@ -292,28 +292,12 @@ def _bare_model(name: Any) -> str:
 def retry_after_s_from_exception(exc: BaseException) -> float | None:
     """Seconds to wait from a LiteLLM exception's ``Retry-After`` (or ``retry-after-ms``) header, or None.
 
-    With LiteLLM 1.106 the provider's headers are on ``exc.litellm_response_headers`` (an ``httpx.Headers``,
-    case-insensitive, for both the ``openai/`` and ``anthropic/`` providers); ``exc.response.headers`` is
-    empty there. Both are read, in that order. ``retry-after-ms`` wins over ``retry-after``; only the
-    delta-seconds form is parsed (the sandbox never sends an HTTP date).
+    The one implementation is :func:`llmlab.runner.retry_after_s` (LiteLLM 1.106 keeps the provider's headers on
+    ``exc.litellm_response_headers``; ``exc.response.headers`` is empty there).
     """
-    candidates: list[Any] = [getattr(exc, "litellm_response_headers", None)]
-    response = getattr(exc, "response", None)
-    if response is not None:
-        candidates.append(getattr(response, "headers", None))
-    for headers in candidates:
-        if not headers:
-            continue
-        try:
-            ms = headers.get("retry-after-ms")
-            if ms is not None:
-                return float(ms) / 1000.0
-            value = headers.get("retry-after")
-            if value is not None:
-                return float(value)
-        except (TypeError, ValueError, AttributeError):
-            continue
-    return None
+    from llmlab.runner import retry_after_s
+
+    return retry_after_s(exc)
 
 
 # --------------------------------------------------------------------------------------------- datasets
