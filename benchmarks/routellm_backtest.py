@@ -27,7 +27,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     tmp = tempfile.mkdtemp(prefix="llmlab-routellm-")
     os.environ["LLMLAB_DB"] = str(Path(tmp) / "routellm.duckdb")
-    from llmlab.routellm import STRONG, WEAK, import_routellm, pgr_metrics, split_halves
+    from llmlab.routing.routellm import STRONG, WEAK, import_routellm, pgr_metrics, split_halves
     from llmlab.routing import project, routing_table
     from llmlab.store import Store
 

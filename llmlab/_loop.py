@@ -195,12 +195,19 @@ def _close_http_clients_at_exit() -> None:
         from litellm.llms.custom_httpx.async_client_cleanup import close_litellm_async_clients
 
         asyncio.run_coroutine_threadsafe(close_litellm_async_clients(), loop).result(timeout=2)
-        if "llmlab.runner" in sys.modules:
-            from llmlab.runner import aclose_http_clients
-
-            asyncio.run_coroutine_threadsafe(aclose_http_clients(), loop).result(timeout=2)
+        for closer in list(_EXIT_COROUTINES):
+            asyncio.run_coroutine_threadsafe(closer(), loop).result(timeout=2)
     except Exception:  # noqa: BLE001 - best effort at exit
         pass
+
+
+_EXIT_COROUTINES: list[Any] = []
+
+
+def at_exit(closer: Any) -> None:
+    """Run ``await closer()`` on llmlab's loop at interpreter exit (for clients made on it; registered once)."""
+    if closer not in _EXIT_COROUTINES:
+        _EXIT_COROUTINES.append(closer)
 
 
 atexit.register(_close_http_clients_at_exit)

@@ -162,7 +162,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"report: {path}")
             return 0
         if args.command == "route":
-            from llmlab.export import write_litellm_config
+            from llmlab.routing.litellm_config import write_litellm_config
             from llmlab.routing import routing_table
 
             run_id = store.resolve_run(args.run)
@@ -176,7 +176,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(f"LiteLLM config: {path}")
             return 0
         if args.command == "import-routellm":
-            from llmlab.routellm import import_routellm
+            from llmlab.routing.routellm import import_routellm
 
             ids = import_routellm(args.path, store=store, benchmarks=[b.strip() for b in args.benchmarks.split(",")])
             print(json.dumps(ids))

@@ -7,11 +7,18 @@
     ├── ModelError (ValueError)          unknown model or alias, unusable model string
     │   └── MissingKeyError              the provider's API key variable is not set (its name, never a value)
     ├── StoreError                       the DuckDB store cannot be opened or written
-    │   └── SchemaVersionError           the file was written by a newer llmlab: refused, never rewritten
+    │   ├── SchemaVersionError           the file was written by a newer llmlab: refused, never rewritten
+    │   ├── RunNotFoundError (KeyError)  no run with that id (or unique prefix) in the store
+    │   └── CallNotFoundError (KeyError) no call with that id in the store
     ├── BudgetError (ValueError)         the estimated cost of a run exceeds its budget
     ├── AnalysisError (ValueError)       a results frame lacks a column an analysis needs
     ├── RoutingError (ValueError)        no routing table can be derived from the given results
-    └── SandboxError                     the local sandbox server failed to start or answer
+    ├── SandboxError                     the local sandbox server failed to start or answer
+    │   └── FaultSpecError (ValueError)  an injected fault is described wrongly
+    ├── OptionsError (ValueError)        a run option has a bad value (the message names the option)
+    └── ProviderResponseError            raised inside an attempt, recorded as its error_type, never to the caller
+        ├── StreamCutError               a stream broke off before the provider said it was complete
+        └── MalformedResponseError       a body that cannot be parsed, or an empty "complete" stream
 
 A failed provider call is *not* an exception: it is a recorded row with ``status = 'error'``.
 """
@@ -57,3 +64,41 @@ class RoutingError(LLMLabError, ValueError):
 
 class SandboxError(LLMLabError):
     """The local sandbox provider server failed to start or to answer a control request."""
+
+
+class RunNotFoundError(StoreError, KeyError):
+    """No run with that id (or unique id prefix) is in the store."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+class CallNotFoundError(StoreError, KeyError, ValueError):
+    """No call with that id is in the store."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+class FaultSpecError(SandboxError, ValueError):
+    """A fault given to the sandbox is not one it knows, or its parameters are out of range."""
+
+
+class OptionsError(LLMLabError, ValueError):
+    """A run option has an unknown name or a bad value (the message names the option and what it accepts)."""
+
+
+class ProviderResponseError(LLMLabError):
+    """A provider's answer was unusable. Raised inside one attempt and recorded as the attempt's ``error_type``;
+    a failed call is a row, never an exception to the caller."""
+
+
+class StreamCutError(ProviderResponseError):
+    """A streamed response broke off before the provider said it was complete (no finish reason, or the
+    connection dropped after some content): retryable, and never recorded as a (short) answer."""
+
+
+class MalformedResponseError(ProviderResponseError):
+    """The provider answered with a body that cannot be parsed, or a stream that ended with neither content nor
+    usage (LiteLLM's Anthropic stream parser skips undecodable events and reports an empty, "complete" answer):
+    retryable."""

@@ -580,7 +580,7 @@ class LLMMagics(Magics):
                 from IPython.display import display
 
                 from llmlab.display import text_bundle
-                from llmlab.export import write_litellm_config
+                from llmlab.routing.litellm_config import write_litellm_config
 
                 path = write_litellm_config(table, a.export, run_id=result.run_id)
                 display(text_bundle(f"LiteLLM config written to {path} (run {result.run_id})"), raw=True)

@@ -55,7 +55,7 @@ sees for each kind (LiteLLM 1.106.2, ``num_retries=0, max_retries=0``; pinned by
 
 The Retry-After of a 429 is on ``e.litellm_response_headers`` (an ``httpx.Headers``, case-insensitive:
 ``e.litellm_response_headers["retry-after"]``); ``e.response.headers`` is empty. See
-:func:`retry_after_s_from_exception`. A stream that simply ends early without its final chunk is *not*
+:func:`llmlab.runner.retry_after_s`. A stream that simply ends early without its final chunk is *not*
 detectable through LiteLLM (it synthesises finish_reason "stop" and usage), which is why ``cut_stream`` drops
 the connection mid-body instead.
 
@@ -91,7 +91,7 @@ from typing import Any, Literal
 
 from aiohttp import web
 
-from llmlab.errors import SandboxError
+from llmlab.errors import FaultSpecError, SandboxError
 
 logger = logging.getLogger(__name__)
 
@@ -108,7 +108,6 @@ __all__ = [
     "ensure_sandbox",
     "estimate_tokens",
     "main",
-    "retry_after_s_from_exception",
     "serve_forever",
 ]
 
@@ -223,10 +222,6 @@ PROFILES: dict[str, ModelProfile] = {
 }
 
 
-class FaultSpecError(SandboxError, ValueError):
-    """A fault specification is invalid (unknown kind, rate outside 0..1, negative times)."""
-
-
 # --------------------------------------------------------------------------------------------- helpers
 
 
@@ -287,17 +282,6 @@ def _bare_model(name: Any) -> str:
     """``"openai/frontier"`` / ``"sandbox/frontier"`` / ``"frontier"`` -> ``"frontier"``."""
     text = str(name or "").strip()
     return text.rsplit("/", 1)[-1] if "/" in text else text
-
-
-def retry_after_s_from_exception(exc: BaseException) -> float | None:
-    """Seconds to wait from a LiteLLM exception's ``Retry-After`` (or ``retry-after-ms``) header, or None.
-
-    The one implementation is :func:`llmlab.runner.retry_after_s` (LiteLLM 1.106 keeps the provider's headers on
-    ``exc.litellm_response_headers``; ``exc.response.headers`` is empty there).
-    """
-    from llmlab.runner import retry_after_s
-
-    return retry_after_s(exc)
 
 
 # --------------------------------------------------------------------------------------------- datasets

@@ -42,7 +42,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from llmlab.errors import SchemaVersionError, StoreError
+from llmlab.errors import CallNotFoundError, RunNotFoundError, SchemaVersionError, StoreError
 
 log = logging.getLogger(__name__)
 
@@ -410,17 +410,3 @@ class Store:
         """The run's prompts (``PROMPT_COLUMNS``)."""
         run_id = self.resolve_run(ref)
         return self.sql("SELECT * FROM prompts WHERE run_id = ?", [run_id])
-
-
-class RunNotFoundError(StoreError, KeyError):
-    """No run matches the reference given (id, id prefix, name or ``last``)."""
-
-    def __str__(self) -> str:  # KeyError would quote the message
-        return str(self.args[0]) if self.args else ""
-
-
-class CallNotFoundError(StoreError, KeyError, ValueError):
-    """No call with that ``call_id`` is in the store (yet: a live run's batch writer flushes every half second)."""
-
-    def __str__(self) -> str:
-        return str(self.args[0]) if self.args else ""

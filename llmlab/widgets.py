@@ -15,7 +15,7 @@
   runs on the sandbox are simulated (the header says so).
 - **Routing**: a quality-tolerance slider, a p95 latency limit and a minimum number of scored calls; the routing
   table (:func:`llmlab.routing.routing_table`) and its in-sample projection (:func:`llmlab.routing.project`)
-  update live; *Export* writes the LiteLLM config (:func:`llmlab.export.write_litellm_config`) and shows the path.
+  update live; *Export* writes the LiteLLM config (:func:`llmlab.routing.litellm_config.write_litellm_config`) and shows the path.
 
 ``lab()`` returns a :class:`Lab`: pick models (sandbox models, ``@aliases``, any LiteLLM model string), a prompt
 set (bundled sets, a DataFrame of the notebook's namespace, a file path) and parameters; *Run* starts the run on
@@ -1056,10 +1056,10 @@ class CompareView(W.VBox):
         return self._routing_table
 
     def export(self, path: str | os.PathLike[str] | None = None) -> Path:
-        """Write the current routing table as a LiteLLM config (:func:`llmlab.export.write_litellm_config`) to
+        """Write the current routing table as a LiteLLM config (:func:`llmlab.routing.litellm_config.write_litellm_config`) to
         ``path`` (default :attr:`export_path`'s value, relative to the working directory); returns the absolute
         path. Raises RoutingError when there is no table (or a routed model has no price)."""
-        from llmlab.export import write_litellm_config
+        from llmlab.routing.litellm_config import write_litellm_config
 
         table = self.routing_table
         if table is None:

@@ -7,7 +7,7 @@ import pytest
 import yaml
 
 from llmlab.errors import RoutingError
-from llmlab.export import litellm_config, router_kwargs, write_litellm_config
+from llmlab.routing.litellm_config import litellm_config, router_kwargs, write_litellm_config
 
 TABLE = pd.DataFrame([
     {"category": "classification", "model": "sandbox/tiny", "quality": 0.95, "n": 24, "latency_p95_ms": 400.0,

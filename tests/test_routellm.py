@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from llmlab import routellm
+from llmlab.routing import routellm
 from llmlab.routing import backtest, routing_table
 from llmlab.store import Store
 

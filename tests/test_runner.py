@@ -199,7 +199,7 @@ def test_when_the_whole_chain_fails_the_row_says_so(sandbox):
 def test_fallbacks_from_an_exported_routing_config(sandbox, tmp_path):
     import pandas as pd
 
-    from llmlab.export import write_litellm_config
+    from llmlab.routing.litellm_config import write_litellm_config
 
     table = pd.DataFrame([
         {"category": "arithmetic", "model": "sandbox/frontier", "fallbacks": ["sandbox/balanced"]},

@@ -35,8 +35,9 @@ from llmlab.sandbox import (  # noqa: E402
     Sandbox,
     ensure_sandbox,
     estimate_tokens,
-    retry_after_s_from_exception,
+
 )
+from llmlab.runner import retry_after_s as retry_after_s_from_exception
 
 SCALE = 0.002  # latency_scale: real sleeps, but short
 REPO = Path(__file__).resolve().parent.parent

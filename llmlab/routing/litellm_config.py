@@ -33,7 +33,9 @@ global order (the default row's fallbacks first, then those of the other rows); 
 
 from __future__ import annotations
 
+import os
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -152,3 +154,78 @@ def write_litellm_config(table: Any, path: str | Path, **kwargs: Any) -> Path:
               "# Call model 'llmlab-router' with metadata={'tags': ['<category>']} (acompletion / proxy only).\n")
     path.write_text(header + yaml.safe_dump(cfg, sort_keys=False, allow_unicode=True))
     return path
+
+
+# -- fallbacks from an exported routing config -------------------------------------------------------------
+def _config_model_name(params: Mapping[str, Any]) -> str | None:
+    """The llmlab model name of one LiteLLM deployment (``litellm_params``)."""
+    model = params.get("model")
+    if not model:
+        return None
+    base = str(params.get("api_base") or "")
+    if base == f"os.environ/{SANDBOX_API_BASE_ENV}":
+        return "sandbox/" + str(model).rsplit("/", 1)[-1]
+    return str(model)
+
+
+def fallbacks_from_config(config: Mapping[str, Any] | str | os.PathLike[str]) -> dict[str, list[str]]:
+    """Fallback chains, per routed model, from a LiteLLM proxy config (as written by
+    :func:`llmlab.routing.litellm_config.write_litellm_config`, or any LiteLLM config with ``router_settings.fallbacks``).
+
+    Every model deployed under a model group that has fallbacks gets the models of those fallback groups, in
+    order (each group's deployments in file order, repeats and the model itself dropped), then the
+    ``default_fallbacks`` groups. Sandbox deployments (``api_base: os.environ/LLMLAB_SANDBOX_API_BASE``) are
+    named ``sandbox/<name>``; others by their LiteLLM model string. Use the result as ``run(...,
+    fallbacks=...)``.
+
+    Args:
+        config: the config as a dict, or the path of its YAML file.
+    Returns:
+        ``{"sandbox/fast": ["sandbox/frontier", "sandbox/balanced"], ...}`` (models without fallbacks omitted).
+    Raises:
+        RoutingError: the file cannot be read or parsed, or it has no ``model_list``.
+    """
+    if not isinstance(config, Mapping):
+        import yaml
+
+        try:
+            with open(config, encoding="utf-8") as fh:
+                config = yaml.safe_load(fh)
+        except (OSError, yaml.YAMLError) as exc:
+            raise RoutingError(f"cannot read the LiteLLM config {config}: {exc}") from exc
+    if not isinstance(config, Mapping) or not isinstance(config.get("model_list"), list):
+        raise RoutingError("not a LiteLLM config: no model_list")
+    groups: dict[str, list[str]] = {}
+    for dep in config["model_list"]:
+        if not isinstance(dep, Mapping):
+            continue
+        name = _config_model_name(dep.get("litellm_params") or {})
+        if name and dep.get("model_name"):
+            groups.setdefault(str(dep["model_name"]), [])
+            if name not in groups[str(dep["model_name"])]:
+                groups[str(dep["model_name"])].append(name)
+    settings = config.get("router_settings") or {}
+    chains: dict[str, list[str]] = {}
+    for item in settings.get("fallbacks") or []:
+        if not isinstance(item, Mapping):
+            continue
+        for group, targets in item.items():
+            for model in groups.get(str(group), []):
+                chain = chains.setdefault(model, [])
+                for target in targets or []:
+                    for m in groups.get(str(target), []):
+                        if m != model and m not in chain:
+                            chain.append(m)
+    default_groups = settings.get("default_fallbacks") or []
+    if default_groups:
+        for group, models in groups.items():
+            if group in default_groups:
+                continue
+            for model in models:
+                chain = chains.setdefault(model, [])
+                for target in default_groups:
+                    for m in groups.get(str(target), []):
+                        if m != model and m not in chain:
+                            chain.append(m)
+    return {m: c for m, c in chains.items() if c}
+

@@ -1,0 +1,421 @@
+"""The fan-out: every planned call issued under the concurrency limits, retried, falling back, recorded."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from llmlab._litellm import litellm, redact
+from llmlab.models import ModelSpec
+from llmlab.store import Store, utc_now
+
+log = logging.getLogger(__name__)
+from llmlab.runner.limits import RateLimiter
+from llmlab.runner.plan import Plan, PlannedCall
+from llmlab.runner.retry import (
+    MalformedResponseError,
+    StreamCutError,
+    backoff_s,
+    classify_attempt,
+    retry_after_s,
+)
+from llmlab.runner.wire import Wire, attach, counting_client, detach, with_deadline
+from llmlab.runner.writer import BatchWriter
+
+
+# -- the fan-out -------------------------------------------------------------------------------------------
+@dataclass
+class RunStats:
+    """Live counters of a run (read by progress displays; written only on the loop thread).
+
+    ``requests``: provider requests sent (the sum of the rows' ``attempts``); ``retries``: requests beyond the
+    first of each call (fallback hops included); ``fallbacks``: rows answered (or failed) after at least one
+    fallback hop; ``queued_s``: total time calls waited for rate-limit budgets and Retry-After cool-downs.
+    """
+
+    planned: int = 0
+    done: int = 0
+    ok: int = 0
+    error: int = 0
+    cached: int = 0
+    retries: int = 0
+    fallbacks: int = 0
+    cost_usd: float = 0.0
+    started_monotonic_s: float = field(default_factory=time.monotonic)
+    errors_by_type: dict[str, int] = field(default_factory=dict)
+    cancelled: bool = False
+    requests: int = 0
+    queued_s: float = 0.0
+
+    def eta_s(self) -> float | None:
+        issued = self.done - self.cached
+        if issued <= 0 or self.done >= self.planned:
+            return None
+        elapsed = time.monotonic() - self.started_monotonic_s
+        return elapsed / issued * (self.planned - self.done)
+
+    def line(self) -> str:
+        eta = self.eta_s()
+        eta_s = f", ETA {eta:.0f}s" if eta is not None else ""
+        return (f"llmlab: {self.done}/{self.planned} calls ({self.cached} cached, {self.error} errors), "
+                f"${self.cost_usd:.4f} spent{eta_s}")
+
+
+
+class _Fanout:
+    def __init__(self, the_plan: Plan, run_id: str, store: Store, *,
+                 on_result: Callable[[dict[str, Any]], Any] | None = None,
+                 on_delta: Callable[[str, str], Any] | None = None,
+                 completion: Callable[..., Any] | None = None) -> None:
+        self.plan, self.run_id, self.store = the_plan, run_id, store
+        # the unit seam: a stand-in for ``litellm.acompletion`` (same arguments, same result shapes); when set,
+        # no counting client is used and every attempt counts as one request
+        self.completion = completion
+        self.opts = the_plan.options
+        self.on_result, self.on_delta = on_result, on_delta
+        self.stats = RunStats(planned=the_plan.n_calls)
+        self.writer = BatchWriter(store, interval_s=self.opts.flush_interval_s)
+        self.global_sem = asyncio.Semaphore(self.opts.concurrency)
+        self.sems: dict[str, asyncio.Semaphore] = {}
+        self.limiters: dict[str, RateLimiter] = {}
+        self.cooldown_until: dict[str, float] = {}
+        self.spent_usd = 0.0
+        self.partial: dict[str, str] = {}
+        self.t0 = time.monotonic()
+
+    def _sem(self, model: str) -> asyncio.Semaphore:
+        if model not in self.sems:
+            pmc = self.opts.per_model_concurrency
+            n = pmc.get(model, 8) if isinstance(pmc, dict) else pmc
+            self.sems[model] = asyncio.Semaphore(max(1, int(n)))
+        return self.sems[model]
+
+    def _limiter(self, model: str) -> RateLimiter:
+        if model not in self.limiters:
+            lim = self.opts.rate_limits.get(model, {})
+            self.limiters[model] = RateLimiter(lim.get("rpm"), lim.get("tpm"), window_s=self.opts.rate_limit_window_s)
+        return self.limiters[model]
+
+    def _chain(self, spec: ModelSpec) -> list[ModelSpec]:
+        return [spec, *self.plan.fallback_specs.get(spec.name, [])]
+
+    def _base_row(self, call: PlannedCall) -> dict[str, Any]:
+        return {
+            "call_id": call.call_id, "run_id": self.run_id, "prompt_id": call.prompt.prompt_id,
+            "sample_index": call.sample_index, "model": call.spec.name, "answered_by": None, "status": "error",
+            "error_type": None, "http_status": None, "error_message": None, "attempts": 0, "fallbacks_taken": 0,
+            "retry_wait_ms": 0.0, "latency_ms": None, "ttft_ms": None, "input_tokens": None, "output_tokens": None,
+            "cost_usd": None, "cached": False, "cache_key": call.cache_key, "source_call_id": None, "response": None,
+            "finish_reason": None, "attempt_log": "[]", "created_at_utc": None,
+        }
+
+    def _scores_for(self, row: dict[str, Any], call: PlannedCall) -> list[dict[str, Any]]:
+        p = call.prompt
+        if not p.scorer or p.reference is None:
+            return []
+        from llmlab.scoring import score
+
+        value = score(p.scorer, row["response"] if row["status"] == "ok" else None, p.reference)
+        if value is None:
+            return []
+        return [{"run_id": self.run_id, "call_id": row["call_id"], "prompt_id": p.prompt_id, "model": row["model"],
+                 "kind": "auto", "scorer": p.scorer, "score": float(value), "raw_value": float(value),
+                 "comment": None, "created_at_utc": utc_now()}]
+
+    def _finish(self, call: PlannedCall, row: dict[str, Any]) -> None:
+        row["created_at_utc"] = utc_now()
+        try:
+            scores = self._scores_for(row, call)
+        except Exception:  # noqa: BLE001 - a scorer bug must not lose the row
+            log.exception("llmlab: scoring %s failed; the row is kept without a score", call.call_id)
+            scores = []
+        self.writer.add(row, scores)
+        s = self.stats
+        s.done += 1
+        if row["status"] == "ok":
+            s.ok += 1
+        else:
+            s.error += 1
+            key = row["error_type"] or "error"
+            s.errors_by_type[key] = s.errors_by_type.get(key, 0) + 1
+        if row["cached"]:
+            s.cached += 1
+        elif row["cost_usd"]:
+            s.cost_usd += row["cost_usd"]
+        s.requests += row["attempts"]
+        s.retries += max(0, row["attempts"] - 1)
+        s.fallbacks += 1 if row["fallbacks_taken"] else 0
+        self.partial.pop(call.call_id, None)
+        if self.on_result is not None:
+            try:
+                self.on_result({**row, "auto_score": scores[0]["score"] if scores else None})
+            except Exception:  # noqa: BLE001 - a display callback must not lose a row
+                log.exception("llmlab: on_result callback failed")
+
+    def _from_cache(self, call: PlannedCall, hit: dict[str, Any]) -> dict[str, Any]:
+        row = self._base_row(call)
+        for k in ("answered_by", "latency_ms", "ttft_ms", "input_tokens", "output_tokens", "cost_usd", "response",
+                  "finish_reason"):
+            v = hit.get(k)
+            row[k] = None if _isnan(v) else v
+        row.update(status="ok", cached=True, attempts=0, source_call_id=hit["call_id"])
+        return row
+
+    def _delta(self, call: PlannedCall, parts: list[str], delta: str) -> None:
+        if self.on_delta is None:
+            return
+        self.partial[call.call_id] = "".join(parts)
+        try:
+            self.on_delta(call.call_id, delta)
+        except Exception:  # noqa: BLE001 - a display callback must not break the call
+            log.exception("llmlab: on_delta callback failed")
+            self.on_delta = None
+
+    async def _request(self, spec: ModelSpec, call: PlannedCall, entry: dict[str, Any]) -> dict[str, Any]:
+        """One provider request. Returns the result fields of the row; raises the provider's error, or
+        StreamCutError / MalformedResponseError for a stream cut mid-way or an unusable body, or TimeoutError.
+
+        Sets ``entry["http_requests"]`` (0 or 1) when the request went through a counting client."""
+        ll = litellm()
+        kwargs = spec.call_kwargs()
+        kwargs.update(self.opts.request_params())
+        kwargs.update(messages=call.messages, timeout=self.opts.timeout_s, num_retries=0, max_retries=0)
+        wire: Wire | None = None
+        token = None
+        if "client" not in kwargs and self.completion is None:
+            client = counting_client(spec, kwargs)
+            if client is not None:
+                kwargs["client"] = client
+                wire = Wire()
+                token = attach(wire)
+        entry["_wire"] = wire
+        acompletion = self.completion or ll.acompletion
+        t0 = time.perf_counter()
+        ttft_ms = None
+        usage = None
+        finish_reason = None
+        parts: list[str] = []
+        try:
+            if not self.opts.stream:
+                resp = await with_deadline(acompletion(**kwargs), self.opts.timeout_s, wire)
+                text = resp.choices[0].message.content or ""
+                finish_reason = resp.choices[0].finish_reason
+                usage = getattr(resp, "usage", None)
+            else:
+                kwargs.update(stream=True, stream_options={"include_usage": True})
+
+                async def consume() -> None:
+                    nonlocal ttft_ms, usage, finish_reason
+                    stream = await acompletion(**kwargs)
+                    try:
+                        async for chunk in stream:
+                            u = getattr(chunk, "usage", None)
+                            if u is not None and getattr(u, "completion_tokens", None) is not None:
+                                usage = u
+                            if not chunk.choices:
+                                continue
+                            choice = chunk.choices[0]
+                            delta = getattr(choice.delta, "content", None)
+                            if delta:
+                                if ttft_ms is None:  # when the chunk holding it arrived, where seen
+                                    ttft_ms = ((wire.elapsed_ms(wire.last_byte_at) if wire is not None else None)
+                                               or (time.perf_counter() - t0) * 1000)
+                                parts.append(delta)
+                                self._delta(call, parts, delta)
+                            if choice.finish_reason:
+                                finish_reason = choice.finish_reason
+                    except (asyncio.CancelledError, StreamCutError, MalformedResponseError):
+                        raise
+                    except Exception as exc:  # noqa: BLE001 - classified below
+                        if parts:
+                            raise StreamCutError(
+                                f"{spec.name}: the stream broke after {len(''.join(parts))} characters "
+                                f"({type(exc).__name__}: {redact(str(exc))[:300]})") from exc
+                        raise
+
+                await with_deadline(consume(), self.opts.timeout_s, wire)
+                text = "".join(parts)
+                if finish_reason is None:
+                    raise StreamCutError(f"{spec.name}: the stream ended after {len(text)} characters without a "
+                                         "finish reason")
+                if not text and usage is None:
+                    raise MalformedResponseError(f"{spec.name}: the stream ended with no content and no usage "
+                                                 "(undecodable events?)")
+        finally:
+            if token is not None:
+                detach(token)
+            if wire is not None:
+                entry["http_requests"] = wire.sent
+                entry.update(wire.to_log())
+        # send → last byte on the wire where it was seen, else as the caller saw it
+        latency_ms = ((wire.elapsed_ms(wire.last_byte_at or wire.headers_at) if wire is not None else None)
+                      or (time.perf_counter() - t0) * 1000)
+        in_tok = getattr(usage, "prompt_tokens", None) if usage is not None else None
+        out_tok = getattr(usage, "completion_tokens", None) if usage is not None else None
+        if in_tok is None:
+            in_tok = ll.token_counter(model=spec.litellm_model, messages=call.messages)
+        if out_tok is None:
+            out_tok = ll.token_counter(model=spec.litellm_model, text=text, count_response_tokens=True)
+        return {"response": text, "latency_ms": latency_ms, "ttft_ms": ttft_ms, "input_tokens": int(in_tok),
+                "output_tokens": int(out_tok), "finish_reason": finish_reason,
+                "cost_usd": spec.cost_usd(int(in_tok), int(out_tok))}
+
+    async def _admit(self, spec: ModelSpec, tokens: int) -> tuple[float, list[float] | None]:
+        """With the model's slot held: wait out the model's Retry-After cool-down and rate-limit budget, take a
+        global slot and record the request in the budget at that very moment. Returns (seconds queued, ticket);
+        the caller releases ``global_sem`` after the request."""
+        limiter = self._limiter(spec.name)
+        queued = 0.0
+        while True:
+            now = time.monotonic()
+            wait = max(self.cooldown_until.get(spec.name, 0.0) - now, limiter.wait_s(tokens, now))
+            if wait > 0:
+                wait += 0.001
+                await asyncio.sleep(wait)
+                queued += wait
+                continue
+            await self.global_sem.acquire()
+            now = time.monotonic()
+            if self.cooldown_until.get(spec.name, 0.0) <= now:
+                ticket = limiter.try_acquire(tokens, now)
+                if ticket is not None:
+                    limiter.waited_s += queued
+                    return queued, ticket
+            self.global_sem.release()
+
+    async def _one(self, call: PlannedCall) -> None:
+        hit = self.plan.cached.get(call.cache_key) if self.opts.cache else None
+        if hit is not None:
+            self._finish(call, self._from_cache(call, hit))
+            return
+        row = self._base_row(call)
+        log_entries: list[dict[str, Any]] = []
+        wait_total_s = 0.0
+        last_exc: BaseException | None = None
+        tokens = call.est_input_tokens + (self.opts.max_tokens or call.est_output_tokens)
+        try:
+            chain = self._chain(call.spec)
+            for hop, spec in enumerate(chain):
+                row["fallbacks_taken"] = hop
+                for attempt in range(1, self.opts.max_attempts + 1):
+                    if self.opts.budget_usd is not None and self.spent_usd >= self.opts.budget_usd:
+                        row.update(error_type="BudgetExceeded", http_status=None, error_message=(
+                            f"budget of ${self.opts.budget_usd:.4f} spent (${self.spent_usd:.4f}); call not issued"))
+                        return
+                    entry: dict[str, Any] = {"model": spec.name, "hop": hop, "attempt": attempt}
+                    try:
+                        async with self._sem(spec.name):
+                            queued, ticket = await self._admit(spec, tokens)
+                            try:
+                                log_entries.append(entry)
+                                entry["sent_s"] = round(time.monotonic() - self.t0, 4)
+                                if queued:
+                                    entry["queued_ms"] = round(queued * 1000, 1)
+                                    self.stats.queued_s += queued
+                                result = await self._request(spec, call, entry)
+                            finally:
+                                self.global_sem.release()
+                                # a provider request, unless a counting client saw nothing leave
+                                row["attempts"] += entry.get("http_requests", 1)
+                    except asyncio.CancelledError:
+                        entry.pop("_wire", None)
+                        entry["status"] = "cancelled"
+                        raise
+                    except Exception as exc:  # noqa: BLE001 - every provider failure becomes data
+                        wire = entry.pop("_wire", None)
+                        retryable, etype, status = classify_attempt(exc, wire)
+                        last_exc = exc
+                        ra = wire.retry_after_s() if wire is not None and wire.responded else retry_after_s(exc)
+                        entry.update(status="error", error_type=etype, http_status=status)
+                        if ra is not None:
+                            entry["retry_after_s"] = ra
+                            self.cooldown_until[spec.name] = max(self.cooldown_until.get(spec.name, 0.0),
+                                                                 time.monotonic() + ra)
+                        row.update(error_type=etype, http_status=status,
+                                   error_message=(redact(str(exc)) or etype)[:2000])
+                        if not retryable:
+                            entry["gave_up"] = "not retryable"
+                            break
+                        if attempt >= self.opts.max_attempts:
+                            entry["gave_up"] = "max_attempts"
+                            break
+                        backoff = backoff_s(attempt, self.opts.backoff_base_s, self.opts.backoff_max_s,
+                                            random.random())
+                        wait = max(backoff, ra or 0.0)
+                        if wait_total_s + wait > self.opts.max_retry_wait_s:
+                            entry["gave_up"] = "max_retry_wait_s"
+                            break
+                        entry["wait_ms"] = round(wait * 1000, 1)
+                        await asyncio.sleep(wait)
+                        wait_total_s += wait
+                        continue
+                    entry.pop("_wire", None)
+                    self._limiter(spec.name).settle(ticket, result["input_tokens"] + result["output_tokens"])
+                    entry.update(status="ok", latency_ms=round(result["latency_ms"], 1))
+                    row.update(result)
+                    row.update(status="ok", answered_by=spec.name, error_type=None, http_status=None,
+                               error_message=None)
+                    if result["cost_usd"]:
+                        self.spent_usd += result["cost_usd"]
+                    return
+                if hop + 1 < len(chain):
+                    log.info("llmlab: %s failed (%s); falling back to %s", spec.name, row["error_type"],
+                             chain[hop + 1].name)
+        except asyncio.CancelledError:
+            row.update(status="error", error_type="cancelled", http_status=None,
+                       error_message="cancelled before completion (interrupt or cancel)")
+            raise
+        finally:
+            row["retry_wait_ms"] = wait_total_s * 1000
+            row["attempt_log"] = json.dumps(log_entries, default=str)
+            if row["status"] != "ok" and row["error_type"] is None:
+                row["error_type"] = type(last_exc).__name__ if last_exc else "error"
+            self._finish(call, row)
+
+    def _cancelled_row(self, call: PlannedCall) -> dict[str, Any]:
+        row = self._base_row(call)
+        row.update(error_type="cancelled", error_message="cancelled before it was sent (interrupt or cancel)")
+        return row
+
+    async def execute(self) -> RunStats:
+        """Issue every planned call with a bounded pool of workers (``concurrency`` of them: no per-call task, so
+        the cost per call does not grow with the run), record each as one final row, and close the writer.
+
+        A cancellation records the calls in flight and those never started as ``cancelled`` rows; an unexpected
+        error in llmlab itself cancels the rest the same way and is raised after the writer flushed."""
+        self.writer.start()
+        pending = iter(self.plan.calls)
+
+        async def worker() -> None:
+            for call in pending:  # one shared iterator: each call is taken exactly once
+                await self._one(call)
+
+        n_workers = max(1, min(self.opts.concurrency, len(self.plan.calls)))
+        try:
+            async with asyncio.TaskGroup() as tg:
+                for _ in range(n_workers):
+                    tg.create_task(worker())
+        except asyncio.CancelledError:
+            self.stats.cancelled = True
+            raise
+        except BaseExceptionGroup as group:
+            raise group.exceptions[0] from None
+        finally:
+            for call in pending:  # never started (cancelled, or a sibling failed)
+                self._finish(call, self._cancelled_row(call))
+            await asyncio.shield(self.writer.close())
+        return self.stats
+
+
+def _isnan(v: Any) -> bool:
+    try:
+        return v is None or v != v
+    except Exception:  # noqa: BLE001
+        return False
+

@@ -1,0 +1,86 @@
+"""Every setting of a run, validated, with each default written once (:class:`RunOptions`)."""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+log = logging.getLogger(__name__)
+from llmlab.routing.litellm_config import fallbacks_from_config
+
+
+class RunOptions(BaseModel):
+    """Every setting of a run (validated; bad values raise ``pydantic.ValidationError`` naming the field).
+
+    Output-shaping (part of the cache key): ``temperature``, ``max_tokens``, ``samples``, ``system``,
+    ``extra_params``.
+
+    Reliability (see the README's reliability section):
+
+    - ``concurrency`` (all models), ``per_model_concurrency`` (an int, or ``{model: int}``, default 8).
+    - ``timeout_s``: the most one provider request may take, seconds (a stream included, send to last byte).
+    - ``max_attempts``: requests per model of the chain for one call (1 = no retry); ``max_retry_wait_s``: the
+      most one call waits between its attempts in total, seconds (a Retry-After that would exceed it ends the
+      retries at once); ``backoff_base_s`` / ``backoff_max_s``: exponential backoff ``base × 2^(n-1)`` capped at
+      ``max``, times a jitter factor in [0.5, 1.5), and never shorter than the provider's Retry-After.
+    - ``rate_limits``: ``{model: {"rpm": n, "tpm": n}}`` enforced client-side per ``rate_limit_window_s``
+      (60 s: per minute) at the moment each request is sent; TPM counts prompt tokens + ``max_tokens``.
+    - ``fallbacks``: ``{model: [fallback, ...]}`` (aliases allowed), or the path of an exported LiteLLM config
+      (read by :func:`fallbacks_from_config`). A model that fails (retries exhausted, or a non-retryable error)
+      hands the call to the next model of its chain.
+    - ``flush_interval_s``: how often the writer stores finished rows (at most 1 s: what a killed process loses).
+    - ``budget_usd``: stop issuing calls once this much was spent (USD); ``cache``: reuse stored answers;
+      ``stream``: stream responses (records ``ttft_ms``).
+    """
+
+    model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
+
+    temperature: float | None = Field(0.0, ge=0, le=2)
+    max_tokens: int | None = Field(512, ge=1)
+    samples: int = Field(1, ge=1, le=1000)
+    system: str | None = None
+    concurrency: int = Field(16, ge=1, le=1024)
+    per_model_concurrency: int | dict[str, int] = 8
+    timeout_s: float = Field(60.0, gt=0)
+    max_attempts: int = Field(4, ge=1, le=20)
+    max_retry_wait_s: float = Field(120.0, ge=0)
+    backoff_base_s: float = Field(0.5, ge=0)
+    backoff_max_s: float = Field(20.0, ge=0)
+    rate_limits: dict[str, dict[str, float]] = Field(default_factory=dict)
+    rate_limit_window_s: float = Field(60.0, gt=0)
+    fallbacks: dict[str, list[str]] = Field(default_factory=dict)
+    flush_interval_s: float = Field(0.5, gt=0, le=1.0)
+    budget_usd: float | None = Field(None, gt=0)
+    cache: bool = True
+    stream: bool = True
+    extra_params: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("fallbacks", mode="before")
+    @classmethod
+    def _fallbacks_from_config(cls, v: Any) -> Any:
+        if isinstance(v, (str, os.PathLike)):
+            return fallbacks_from_config(v)
+        return v
+
+    @field_validator("rate_limits")
+    @classmethod
+    def _check_limits(cls, v: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
+        for model, lim in v.items():
+            unknown = set(lim) - {"rpm", "tpm"}
+            if unknown:
+                raise ValueError(f"rate_limits[{model!r}]: unknown keys {sorted(unknown)} (use rpm, tpm)")
+        return v
+
+    def request_params(self) -> dict[str, Any]:
+        """The parameters that shape a model's output (part of the cache key)."""
+        p: dict[str, Any] = {}
+        if self.temperature is not None:
+            p["temperature"] = self.temperature
+        if self.max_tokens is not None:
+            p["max_tokens"] = self.max_tokens
+        p.update(self.extra_params)
+        return p
+

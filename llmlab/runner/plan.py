@@ -1,0 +1,198 @@
+"""What a run would do: prompts × models × samples resolved into planned calls, cache hits looked up,
+the budget checked (:func:`plan`, :func:`prepare`). Nothing is called."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from llmlab.errors import BudgetError, ModelError
+from llmlab.models import ModelSpec, expand, resolve_all
+from llmlab.store import Store, new_id
+
+log = logging.getLogger(__name__)
+from llmlab.runner.options import RunOptions
+
+
+@dataclass
+class PlannedCall:
+    """One (prompt, model, sample) of a run."""
+
+    call_id: str
+    prompt: Any  # llmlab.prompts.Prompt
+    spec: ModelSpec
+    sample_index: int
+    messages: list[dict[str, str]]
+    cache_key: str
+    est_input_tokens: int
+    est_output_tokens: int
+
+
+@dataclass
+class Plan:
+    """What a run would do. ``calls``: every planned call; ``cached``: cache key → stored row for the hits."""
+
+    prompt_set: Any
+    specs: list[ModelSpec]
+    options: RunOptions
+    calls: list[PlannedCall]
+    cached: dict[str, dict[str, Any]] = field(default_factory=dict)
+    store: Store | None = None
+    #: fallback chains resolved at planning time: model name → [ModelSpec, ...] (the model itself excluded)
+    fallback_specs: dict[str, list[ModelSpec]] = field(default_factory=dict)
+    #: a stand-in for ``litellm.acompletion`` (tests; see :class:`llmlab.runner.fanout._Fanout`)
+    completion: Any = None
+
+    @property
+    def n_calls(self) -> int:
+        return len(self.calls)
+
+    @property
+    def n_cached(self) -> int:
+        return sum(1 for c in self.calls if c.cache_key in self.cached)
+
+    def estimate_cost_usd(self) -> float | None:
+        """Estimated cost of the calls not served by the cache, in USD (None if a model has no price).
+
+        Input tokens ≈ characters / 4; output tokens ≈ 1.5 × the reference's estimated tokens when there is a
+        reference, else min(max_tokens, 256). An estimate, not a bound.
+        """
+        total = 0.0
+        for c in self.calls:
+            if c.cache_key in self.cached:
+                continue
+            cost = c.spec.cost_usd(c.est_input_tokens, c.est_output_tokens)
+            if cost is None:
+                return None
+            total += cost
+        return total
+
+    def to_frame(self) -> Any:
+        """Per model: ``model, calls, cached, to_call, est_cost_usd`` (a pandas DataFrame)."""
+        import pandas as pd
+
+        rows = []
+        for spec in self.specs:
+            calls = [c for c in self.calls if c.spec.name == spec.name]
+            to_call = [c for c in calls if c.cache_key not in self.cached]
+            costs = [c.spec.cost_usd(c.est_input_tokens, c.est_output_tokens) for c in to_call]
+            rows.append({
+                "model": spec.name, "calls": len(calls), "cached": len(calls) - len(to_call), "to_call": len(to_call),
+                "est_cost_usd": None if any(x is None for x in costs) else sum(costs),
+            })
+        return pd.DataFrame(rows)
+
+    def __repr__(self) -> str:
+        est = self.estimate_cost_usd()
+        est_s = "unknown (a model has no price)" if est is None else f"${est:.4f}"
+        lines = [
+            f"Plan: {self.n_calls} calls = {len(self.prompt_set)} prompts × {len(self.specs)} models × "
+            f"{self.options.samples} samples; {self.n_cached} from cache; estimated cost {est_s}",
+        ]
+        lines += ["  " + line for line in self.to_frame().to_string(index=False).splitlines()]
+        return "\n".join(lines)
+
+
+def _estimate_tokens(text: str | None) -> int:
+    return max(1, len(text or "") // 4)
+
+
+def build_messages(text: str, system: str | None) -> list[dict[str, str]]:
+    """OpenAI-style chat messages for one prompt."""
+    msgs = []
+    if system:
+        msgs.append({"role": "system", "content": system})
+    msgs.append({"role": "user", "content": text})
+    return msgs
+
+
+def cache_key(spec: ModelSpec, messages: list[dict[str, str]], params: Mapping[str, Any], sample_index: int) -> str:
+    """SHA-256 over everything that shapes the output: model, API base choice, messages, parameters, sample."""
+    payload = {
+        "model": spec.name,
+        "litellm_model": spec.litellm_model,
+        "api_base": spec.api_base,
+        "messages": messages,
+        "params": dict(sorted(params.items())),
+        "sample_index": sample_index,
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def plan(prompts: Any, models: Iterable[str] | str | None = None, *, options: RunOptions | None = None,
+         store: Store | None = None, template: str | None = None, category_column: str | None = None,
+         check_keys: bool = True) -> Plan:
+    """Plan a run without calling anything: resolve models (all problems reported at once), load the prompt set,
+    build every call and look the calls up in the cache.
+
+    Raises PromptSetError, ModelError, MissingKeyError.
+    """
+    from llmlab.models import default_models
+    from llmlab.prompts import load_prompts
+
+    options = options or RunOptions()
+    prompt_set = load_prompts(prompts, template=template, category_column=category_column)
+    specs = resolve_all(models if models else default_models(), check_keys=check_keys)
+    params = options.request_params()
+    calls: list[PlannedCall] = []
+    for p in prompt_set:
+        system = p.system or options.system
+        messages = build_messages(p.text, system)
+        est_in = _estimate_tokens(p.text) + _estimate_tokens(system) if system else _estimate_tokens(p.text)
+        if p.reference:
+            est_out = int(_estimate_tokens(p.reference) * 1.5) + 1
+        else:
+            est_out = min(options.max_tokens or 256, 256)
+        for spec in specs:
+            for s in range(options.samples):
+                calls.append(PlannedCall(
+                    call_id=new_id("c"), prompt=p, spec=spec, sample_index=s, messages=messages,
+                    cache_key=cache_key(spec, messages, params, s), est_input_tokens=est_in, est_output_tokens=est_out,
+                ))
+    fallback_specs = resolve_fallbacks(specs, options)
+    store = store or Store()
+    cached = store.cached_calls(c.cache_key for c in calls) if options.cache else {}
+    return Plan(prompt_set=prompt_set, specs=specs, options=options, calls=calls, cached=cached, store=store,
+                fallback_specs=fallback_specs)
+
+
+def resolve_fallbacks(specs: Iterable[ModelSpec], options: RunOptions) -> dict[str, list[ModelSpec]]:
+    """Each planned model's fallback chain (``options.fallbacks``; aliases expanded), resolved before any call:
+    a bad fallback model string raises here (ModelError), never inside the fan-out. Keys of fallback models are
+    checked when they are needed (a fallback is tried only after its primary failed)."""
+    chains: dict[str, list[ModelSpec]] = {}
+    for spec in specs:
+        names = [n for n in expand(options.fallbacks.get(spec.name, [])) if n != spec.name]
+        try:
+            chains[spec.name] = resolve_all(names, check_keys=False) if names else []
+        except ModelError as exc:
+            raise ModelError(f"fallbacks for {spec.name}: {exc}") from exc
+    return chains
+
+
+
+def prepare(prompts: Any, models: Iterable[str] | str | None = None, *, store: Store | None = None,
+            template: str | None = None, category_column: str | None = None, completion: Any = None,
+            **options: Any) -> Plan:
+    """Plan a run and check its budget, calling nothing (:func:`plan` plus the ``budget_usd`` check).
+
+    The returned :class:`Plan` carries its store; give it to :func:`execute` (blocking) or :func:`start`
+    (non-blocking). ``completion``: a stand-in for ``litellm.acompletion`` (the fan-out's unit seam, for tests).
+    Raises PromptSetError, ModelError, MissingKeyError, BudgetError, pydantic.ValidationError.
+    """
+    store = store or Store()
+    opts = RunOptions(**options)
+    the_plan = plan(prompts, models, options=opts, store=store, template=template, category_column=category_column)
+    the_plan.completion = completion
+    est = the_plan.estimate_cost_usd()
+    if opts.budget_usd is not None and est is not None and est > opts.budget_usd:
+        raise BudgetError(
+            f"estimated cost ${est:.4f} exceeds the budget ${opts.budget_usd:.4f} "
+            f"({the_plan.n_calls - the_plan.n_cached} calls to make); raise the budget or run fewer prompts/models"
+        )
+    return the_plan
+
