@@ -153,6 +153,8 @@ class Store:
                     self._count_wait(start, retries)
                     raise StoreError(f"cannot open the llmlab store {self.path}: {exc}") from exc
                 retries += 1
+                with self._stats_lock:  # counted as it happens (a caller may watch it)
+                    self.lock_retries += 1
                 time.sleep(delay * (0.5 + random.random()))
                 delay = min(delay * 2, 0.1)
             except duckdb.Error as exc:
@@ -167,7 +169,6 @@ class Store:
 
     def _count_wait(self, start: float, retries: int) -> None:
         with self._stats_lock:
-            self.lock_retries += retries
             self.lock_wait_s += time.monotonic() - start
             self.lock_waits += 1
 

@@ -195,8 +195,56 @@ def test_two_processes_recording_into_one_file_both_keep_every_row(sandbox, tmp_
         df = store.results(o["run_id"])
         assert len(df) == 30 and df["call_id"].is_unique and (df["status"] == "ok").all()
     assert sandbox.request_count() == 60
-    # both wrote while the other was writing: the lock was contended at least once
-    assert sum(o["lock_retries"] for o in outs) > 0
+
+
+HOLDER = textwrap.dedent("""
+    import os, sys, time
+    import duckdb
+    con = duckdb.connect(sys.argv[1])          # holds the file's lock
+    open(sys.argv[2], "w").close()             # held
+    while not os.path.exists(sys.argv[3]):     # until told to let go
+        time.sleep(0.01)
+    con.close()
+""")
+
+
+def test_a_run_waits_for_a_store_another_process_holds_and_loses_nothing(sandbox, tmp_path):
+    """Deterministic overlap: another process holds the file until this run has been refused the lock at least
+    once; then it lets go and the run records every row, once."""
+    store = Store()
+    store.runs()  # the file exists (migrated) before the other process takes it
+    held, release = tmp_path / "held", tmp_path / "release"
+    script = tmp_path / "holder.py"
+    script.write_text(HOLDER)
+    holder = subprocess.Popen([sys.executable, str(script), str(store.path), str(held), str(release)],
+                              stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not held.exists():
+            assert holder.poll() is None and time.monotonic() < deadline, holder.communicate()[1][-2000:]
+            time.sleep(0.01)
+        from llmlab.runner import prepare, start
+
+        handle = None
+        import threading
+
+        planned: dict = {}
+        t = threading.Thread(target=lambda: planned.setdefault("plan", prepare(
+            [f"Held prompt {i}" for i in range(12)], ["sandbox/fast"], store=store, timeout_s=30)))
+        t.start()
+        while store.lock_retries == 0:  # the run was refused the lock: the two processes overlap
+            assert time.monotonic() < deadline and t.is_alive()
+            time.sleep(0.01)
+        release.touch()
+        t.join(60)
+        handle = start(planned["plan"], store=store)
+        res = handle.result(timeout_s=120)
+    finally:
+        release.touch()
+        holder.wait(30)
+    df = store.results(res.run_id)
+    assert len(df) == 12 and df["call_id"].is_unique and (df["status"] == "ok").all()
+    assert sandbox.request_count() == 12
 
 
 def test_a_key_quoted_back_in_an_error_never_reaches_the_store(sandbox, monkeypatch):

@@ -293,7 +293,22 @@ def _exc(litellm, name: str):
     return getattr(litellm, name)
 
 
-# kind -> {provider: LiteLLM exception class name} (LiteLLM 1.106.2, num_retries=0, max_retries=0)
+def _litellm_at_least(version: str) -> bool:
+    from importlib.metadata import version as installed
+
+    from packaging.version import Version
+
+    return Version(installed("litellm")) >= Version(version)
+
+
+# What LiteLLM itself does changed between the locked 1.106.2 and 1.109.3 (the newest the range allows; `make
+# test-latest`). These tests pin LiteLLM's raw behaviour so that a change is seen; llmlab does not depend on it:
+# the runner classifies from the wire and blocks hidden re-sends (tests/test_runner.py, tests/test_wire.py).
+#   - an OpenAI-path 403: 1.106 BadRequestError(status_code=403); 1.109 a bare APIError, no status
+#   - a dropped Anthropic connection: 1.106 re-sends once on its own (the server sees two requests); 1.109 does not
+NEW_LITELLM = _litellm_at_least("1.109")
+
+# kind -> {provider: LiteLLM exception class name} (num_retries=0, max_retries=0)
 FAULT_TO_EXCEPTION = {
     "429": {"openai": "RateLimitError", "anthropic": "RateLimitError"},
     "500": {"openai": "InternalServerError", "anthropic": "InternalServerError"},
@@ -306,7 +321,7 @@ FAULT_TO_EXCEPTION = {
     "400": {"openai": "BadRequestError", "anthropic": "BadRequestError"},
     "401": {"openai": "AuthenticationError", "anthropic": "AuthenticationError"},
     # LiteLLM's OpenAI mapping has no 403 branch: BadRequestError with status_code 403.
-    "403": {"openai": "BadRequestError", "anthropic": "PermissionDeniedError"},
+    "403": {"openai": "APIError" if NEW_LITELLM else "BadRequestError", "anthropic": "PermissionDeniedError"},
     "404": {"openai": "NotFoundError", "anthropic": "NotFoundError"},
     "context_window": {"openai": "ContextWindowExceededError", "anthropic": "ContextWindowExceededError"},
 }
@@ -318,17 +333,19 @@ async def test_each_fault_reaches_litellm_as_the_right_exception(litellm, sb, ki
     sb.inject(kind, model=model, retry_after_s=3)
     with pytest.raises(_exc(litellm, FAULT_TO_EXCEPTION[kind][provider])) as info:
         await _call(litellm, sb, f"{provider}/{model}", "Hello")
-    if kind in ("400", "401", "403", "404", "429", "500", "502", "503"):
+    if kind in ("400", "401", "403", "404", "429", "500", "502", "503") and not (
+            NEW_LITELLM and kind == "403" and provider == "openai"):
         assert info.value.status_code == int(kind)
     if kind == "429":
         assert retry_after_s_from_exception(info.value) == 3.0
         assert info.value.litellm_response_headers["retry-after"] == "3"
     # LiteLLM's own httpx handler (the anthropic provider) retries a dropped connection once, whatever
     # num_retries says: the server sees two requests for one call.
-    expected_requests = 2 if provider == "anthropic" and kind in ("reset", "cut_stream") else 1
+    expected_requests = 2 if provider == "anthropic" and kind in ("reset", "cut_stream") and not NEW_LITELLM else 1
     assert sb.stats()["by_model_outcome"][model] == {kind: expected_requests}
 
 
+@pytest.mark.skipif(NEW_LITELLM, reason="LiteLLM 1.109 no longer re-sends a request on a dropped connection")
 async def test_a_dropped_connection_once_is_hidden_by_litellm_for_anthropic_only(litellm, sb):
     sb.inject("reset", times=1)
     r = await _call(litellm, sb, "anthropic/balanced", "Hello")  # LiteLLM re-sent it on a fresh connection

@@ -47,7 +47,7 @@ def main() -> int:
         subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     pip(venv, "install", "-r", str(ROOT / args.lock))
     spec = litellm_range()
-    pip(venv, "install", "--upgrade", spec)
+    pip(venv, "install", "--upgrade", "--upgrade-strategy", "eager", spec)  # its dependencies newest too, as a fresh install gets
     pip(venv, "install", "--no-deps", "-e", str(ROOT))
     version = subprocess.run([str(venv / "bin" / "python"), "-c",
                               "import importlib.metadata as m; print(m.version('litellm'))"],

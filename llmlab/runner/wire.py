@@ -61,6 +61,8 @@ PRE_SEND_GRACE_S = 30.0
 #: After the deadline passes on a late event loop, how long (at most) bytes that arrived in time may take to be
 #: processed: the loop's own delay is not the provider's.
 DRAIN_MAX_S = 5.0
+#: ... and how long the wire may stay quiet meanwhile before the answer counts as late after all.
+DRAIN_QUIET_S = 0.05
 
 
 class ResendBlocked(ConnectionError):
@@ -278,17 +280,21 @@ async def _drain(task: asyncio.Future[Any], wire: Wire, late_by_s: float) -> boo
     """After the deadline passed: give the loop turns to process what already arrived. Returns ``task.done()``.
 
     On a CPU-starved loop the deadline's timer and the bytes that arrived before it are handled in the same late
-    turn; a response that keeps making progress while the loop catches up (for at most the loop's own lateness,
-    and at most ``DRAIN_MAX_S``) is let finish."""
-    budget_s = min(DRAIN_MAX_S, max(0.05, 2 * late_by_s))
-    until = time.monotonic() + budget_s
-    last = (wire.status, wire.body_bytes, wire.body_done)
-    quiet = 0
-    while not task.done() and time.monotonic() < until and quiet < 20:
+    turn. While the response keeps making progress on the wire (new bytes within ``DRAIN_QUIET_S``), or once its
+    body is complete, the attempt is let finish, for at most twice the loop's own lateness (``DRAIN_MAX_S`` at
+    most): that delay was ours, not the provider's."""
+    start = time.monotonic()
+    until = start + min(DRAIN_MAX_S, max(0.05, 2 * late_by_s))
+    last = (wire.status, wire.body_bytes)
+    progress_at = start
+    while not task.done():
+        now = time.monotonic()
+        if now >= until or (not wire.body_done and now - progress_at > DRAIN_QUIET_S):
+            break
         await asyncio.sleep(0)
-        now_state = (wire.status, wire.body_bytes, wire.body_done)
-        quiet = 0 if now_state != last else quiet + 1
-        last = now_state
+        state = (wire.status, wire.body_bytes)
+        if state != last:
+            last, progress_at = state, time.monotonic()
     return task.done()
 
 
