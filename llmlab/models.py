@@ -71,9 +71,10 @@ class ModelSpec:
         """
         kwargs: dict[str, Any] = {"model": self.litellm_model}
         if self.sandbox:
-            from llmlab.sandbox import ensure_sandbox
-
-            base = os.environ.get(SANDBOX_API_BASE_ENV) or ensure_sandbox().api_base
+            base = os.environ.get(SANDBOX_API_BASE_ENV)
+            if not base:
+                raise ModelError(f"{self.name}: no sandbox is running ({SANDBOX_API_BASE_ENV} is not set): call "
+                                 "llmlab.ensure_sandbox(), or plan the run with llmlab.runner.plan, which starts it")
             kwargs["api_base"] = base
             kwargs["api_key"] = os.environ.get(SANDBOX_API_KEY_ENV, "sandbox")
         elif self.api_base:
@@ -150,7 +151,7 @@ def expand(models: Iterable[str] | str) -> list[str]:
 
 
 def _sandbox_spec(name: str) -> ModelSpec:
-    from llmlab.sandbox import PROFILES
+    from llmlab.sandbox.profiles import PROFILES
 
     short = name[len(SANDBOX_PREFIX):]
     if short not in PROFILES:

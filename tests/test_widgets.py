@@ -22,7 +22,8 @@ import yaml  # noqa: E402
 import llmlab  # noqa: E402
 from llmlab.routing import project, routing_table  # noqa: E402
 from llmlab.sandbox import Sandbox  # noqa: E402
-from llmlab.widgets import ALL, CompareView, Lab  # noqa: E402
+from llmlab.widgets import CompareView, Lab  # noqa: E402
+from llmlab.widgets.cells import ALL  # noqa: E402
 
 HOSTILE = ('SANDBOX_ECHO:<script>window.__pwned=1</script><img src=x onerror="window.__pwned=2">'
            '<a href="javascript:window.__pwned=3">x</a>')
@@ -477,3 +478,30 @@ def test_lab_reopens_a_past_run(run, store):
     assert lab.results_box.children == (lab.view,)
     assert len(lab.view.grid_rows) == 13
     assert isinstance(lab, Lab)
+
+
+def test_grid_rows_filter_and_sort_as_pure_functions():
+    from llmlab.widgets.grid import grid_rows, status_match
+
+    order = [("p1", 0), ("p2", 0), ("p3", 0)]
+    index = {("p1", 0): {"a": "c1", "b": "c2"}, ("p2", 0): {"a": "c3"}, ("p3", 0): {"a": "c4"}}
+    records = {"c1": {"status": "ok", "latency_ms": 300.0, "response": "Paris"},
+               "c2": {"status": "error", "latency_ms": None, "error_type": "Timeout"},
+               "c3": {"status": "ok", "latency_ms": 100.0, "cached": True, "response": "Rome"},
+               "c4": {"status": "ok", "latency_ms": None, "human_score": 1.0, "response": "Oslo"}}
+    info = {"p1": {"category": "geo", "prompt": "Capital of France?"}, "p2": {"category": "geo", "prompt": "Italy?"},
+            "p3": {"category": "misc", "prompt": "Norway?"}}
+    ids = lambda rows: [r["prompt_id"] for r in rows]  # noqa: E731
+    assert ids(grid_rows(order, index, records, info, ["a", "b"])) == ["p1", "p2", "p3"]
+    assert ids(grid_rows(order, index, records, info, ["a", "b"], category="geo")) == ["p1", "p2"]
+    assert ids(grid_rows(order, index, records, info, ["a", "b"], status="error")) == ["p1"]
+    assert ids(grid_rows(order, index, records, info, ["a"], status="cached")) == ["p2"]
+    assert ids(grid_rows(order, index, records, info, ["a"], status="rated")) == ["p3"]
+    assert ids(grid_rows(order, index, records, info, ["a"], text="ROME")) == ["p2"]
+    assert ids(grid_rows(order, index, records, info, ["a"], text="timeout")) == []
+    assert ids(grid_rows(order, index, records, info, ["a", "b"], text="timeout")) == ["p1"]
+    # sorted by mean latency, rows without a latency last
+    assert ids(grid_rows(order, index, records, info, ["a"], sort="latency_asc")) == ["p2", "p1", "p3"]
+    assert ids(grid_rows(order, index, records, info, ["a"], sort="latency_desc")) == ["p1", "p2", "p3"]
+    assert ids(grid_rows(order, index, records, info, ["b"])) == ["p1"]  # only rows with a visible cell
+    assert status_match({"status": "pending"}, "unrated") is False

@@ -154,10 +154,24 @@ def plan(prompts: Any, models: Iterable[str] | str | None = None, *, options: Ru
                     cache_key=cache_key(spec, messages, params, s), est_input_tokens=est_in, est_output_tokens=est_out,
                 ))
     fallback_specs = resolve_fallbacks(specs, options)
+    _ensure_sandbox_for([*specs, *(f for chain in fallback_specs.values() for f in chain)])
     store = store or Store()
     cached = store.cached_calls(c.cache_key for c in calls) if options.cache else {}
     return Plan(prompt_set=prompt_set, specs=specs, options=options, calls=calls, cached=cached, store=store,
                 fallback_specs=fallback_specs)
+
+
+def _ensure_sandbox_for(specs: Iterable[ModelSpec]) -> None:
+    """Start the process-wide sandbox now, on the planning thread, when a sandbox model is planned and none is
+    configured (never later, on the event loop's thread, inside a request's timeout)."""
+    import os
+
+    from llmlab.models import SANDBOX_API_BASE_ENV
+
+    if any(s.sandbox for s in specs) and not os.environ.get(SANDBOX_API_BASE_ENV):
+        from llmlab.sandbox import ensure_sandbox
+
+        ensure_sandbox()
 
 
 def resolve_fallbacks(specs: Iterable[ModelSpec], options: RunOptions) -> dict[str, list[ModelSpec]]:

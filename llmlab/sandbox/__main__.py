@@ -1,0 +1,3 @@
+from llmlab.sandbox.control import main
+
+raise SystemExit(main())
