@@ -25,8 +25,7 @@ from typing import Any
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
-__version__ = "0.1.0"
-
+from llmlab._version import __version__  # noqa: E402
 from llmlab.errors import (  # noqa: E402  (tiny module, no heavy imports)
     BudgetError,
     LLMLabError,
@@ -59,11 +58,12 @@ _LAZY = {
     "ensure_sandbox": ("llmlab.sandbox", "ensure_sandbox"),
     "lab": ("llmlab.widgets", "lab"),
     "compare": ("llmlab.widgets", "compare"),
-    "judge": ("llmlab.scoring", "judge_run"),
-    "rate": ("llmlab.scoring", "rate"),
+    "judge": ("llmlab.scoring.judge", "judge"),
+    "rate": ("llmlab.scoring.human", "rate"),
 }
 
-_LAZY_MODULES = {"report"}  # llmlab.report is a module you can call: llmlab.report(run, path)
+# llmlab.report is a module you can call: llmlab.report(run, path)
+_LAZY_MODULES = {"report": "llmlab.views.report"}
 
 __all__ = sorted([*_LAZY, *_LAZY_MODULES, "__version__", "LLMLabError", "PromptSetError", "ModelError", "MissingKeyError",
                   "StoreError", "SchemaVersionError", "BudgetError", "RoutingError", "SandboxError",
@@ -72,7 +72,7 @@ __all__ = sorted([*_LAZY, *_LAZY_MODULES, "__version__", "LLMLabError", "PromptS
 
 def __getattr__(name: str) -> Any:
     if name in _LAZY_MODULES:
-        return importlib.import_module(f"llmlab.{name}")
+        return importlib.import_module(_LAZY_MODULES[name])
     if name in _LAZY:
         module, attr = _LAZY[name]
         value = getattr(importlib.import_module(module), attr)

@@ -10,7 +10,6 @@ import json
 import logging
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 
 from llmlab.errors import LLMLabError
 
@@ -156,14 +155,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             _print_frame(store.sql(args.query))
             return 0
         if args.command == "report":
-            from llmlab.report import report_run
+            from llmlab.views.report import report_run
 
             path = report_run(args.run, args.output, store=store)
             print(f"report: {path}")
             return 0
         if args.command == "route":
-            from llmlab.routing.litellm_config import write_litellm_config
             from llmlab.routing import routing_table
+            from llmlab.routing.litellm_config import write_litellm_config
 
             run_id = store.resolve_run(args.run)
             table = routing_table(store.results(run_id), tolerance=args.tolerance, min_quality=args.min_quality,

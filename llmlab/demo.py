@@ -10,7 +10,6 @@ notebook runs on real providers.
 
 from __future__ import annotations
 
-import os
 import sys
 import time
 from pathlib import Path

@@ -281,7 +281,7 @@ class LLMMagics(Magics):
         est = the_plan.estimate_cost_usd()
 
         if args.dry_run:
-            from llmlab.display import plan_bundle
+            from llmlab.views.display import plan_bundle
 
             head = "dry run: nothing was called"
             if options.budget_usd is not None:
@@ -359,8 +359,8 @@ class LLMMagics(Magics):
     def _execute(self, the_plan: Any, store: Any, *, name: str, tags: Sequence[str], args: Any,
                  silenced: bool) -> None:
         from llmlab import runner
-        from llmlab.display import cards_bundle, text_bundle
         from llmlab.store import new_id
+        from llmlab.views.display import cards_bundle, text_bundle
 
         run_id = new_id("r")
         rows: list[dict[str, Any]] = []  # appended on llmlab's loop thread; read here (list ops are atomic)
@@ -373,7 +373,7 @@ class LLMMagics(Magics):
             if not single:
                 return text_bundle(header)
             done = {r["call_id"]: r for r in list(rows)}
-            from llmlab.display import Card, cards_from_rows
+            from llmlab.views.display import Card, cards_from_rows
 
             cards = []
             for c in calls:
@@ -419,7 +419,7 @@ class LLMMagics(Magics):
     def _result_bundle(self, result: Any, fmt: str, *, header: str | None = None,
                        output: str | None = None) -> dict[str, str]:
         """Cards (one prompt) or a grid (several prompts) of a run's recorded results."""
-        from llmlab.display import cards_bundle, cards_from_rows, grid_bundle, text_bundle
+        from llmlab.views.display import cards_bundle, cards_from_rows, grid_bundle, text_bundle
 
         try:
             frame = result.store.results(result.run_id)
@@ -463,15 +463,15 @@ class LLMMagics(Magics):
             raise _usage_error(exc) from exc
 
     def _cmd_help(self, argv: list[str]) -> Any:
-        from llmlab.display import Rendered, text_bundle
+        from llmlab.views.display import Rendered, text_bundle
 
         return Rendered(text_bundle(_full_help()))
 
     def _cmd_models(self, argv: list[str]) -> Any:
         import pandas as pd
 
-        from llmlab.display import Rendered, frame_bundle
         from llmlab.models import SANDBOX_MODELS, aliases, key_status, resolve
+        from llmlab.views.display import Rendered, frame_bundle
 
         if argv:
             raise UsageError("%llm models takes no arguments")
@@ -496,8 +496,8 @@ class LLMMagics(Magics):
         })
 
     def _cmd_alias(self, argv: list[str]) -> Any:
-        from llmlab.display import Rendered, text_bundle
         from llmlab.models import aliases, set_alias
+        from llmlab.views.display import Rendered, text_bundle
 
         if len(argv) < 2:
             raise UsageError("usage: %llm alias NAME MODEL [MODEL ...] (e.g. %llm alias cheap sandbox/tiny)")
@@ -524,7 +524,7 @@ class LLMMagics(Magics):
         return RunResult(store.resolve_run(ref), store)
 
     def _cmd_show(self, argv: list[str]) -> Any:
-        from llmlab.display import Rendered
+        from llmlab.views.display import Rendered
 
         p = _sub_parser("show")
         p.add_argument("run", nargs="?", default="last")
@@ -536,7 +536,7 @@ class LLMMagics(Magics):
         return Rendered(self._result_bundle(result, a.format, header=header))
 
     def _cmd_compare(self, argv: list[str]) -> Any:
-        from llmlab.display import Rendered, frame_bundle
+        from llmlab.views.display import Rendered, frame_bundle
 
         p = _sub_parser("compare")
         p.add_argument("run", nargs="?", default="last")
@@ -579,8 +579,8 @@ class LLMMagics(Magics):
             if a.export:
                 from IPython.display import display
 
-                from llmlab.display import text_bundle
                 from llmlab.routing.litellm_config import write_litellm_config
+                from llmlab.views.display import text_bundle
 
                 path = write_litellm_config(table, a.export, run_id=result.run_id)
                 display(text_bundle(f"LiteLLM config written to {path} (run {result.run_id})"), raw=True)
@@ -615,13 +615,13 @@ def _ignore_delta(*_: Any) -> None:
 
 
 def _usd(v: float) -> str:
-    from llmlab.display import fmt_usd
+    from llmlab.views.display import fmt_usd
 
     return fmt_usd(v)
 
 
 def _esc(text: str) -> str:
-    from llmlab.display import escape
+    from llmlab.views.display import escape
 
     return escape(text)
 

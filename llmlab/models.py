@@ -24,8 +24,8 @@ from llmlab.errors import MissingKeyError, ModelError
 log = logging.getLogger(__name__)
 
 SANDBOX_PREFIX = "sandbox/"
-SANDBOX_API_BASE_ENV = "LLMLAB_SANDBOX_API_BASE"
-SANDBOX_API_KEY_ENV = "LLMLAB_SANDBOX_API_KEY"
+from llmlab.settings import SANDBOX_API_BASE_ENV, SANDBOX_API_KEY_ENV  # noqa: E402
+
 SANDBOX_MODELS = ("sandbox/frontier", "sandbox/balanced", "sandbox/fast", "sandbox/tiny")
 
 DEFAULT_ALIASES: dict[str, tuple[str, ...]] = {

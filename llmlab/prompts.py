@@ -22,7 +22,6 @@ import hashlib
 import json
 import logging
 import os
-import sys
 import random
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -33,6 +32,7 @@ from typing import Any
 import pandas as pd
 
 from llmlab.errors import PromptSetError
+from llmlab.settings import datasets_dir
 
 __all__ = [
     "Prompt",
@@ -298,18 +298,6 @@ def _check_count(name: str, value: Any) -> None:
 
 # --------------------------------------------------------------------------------------------------------
 # bundled sets
-
-
-def datasets_dir() -> Path:
-    """The directory of bundled prompt sets: ``$LLMLAB_DATASETS_DIR`` when set, else the repository's
-    ``datasets/`` directory."""
-    override = os.environ.get("LLMLAB_DATASETS_DIR")
-    if override:
-        return Path(override).expanduser()
-    repo = Path(__file__).resolve().parent.parent / "datasets"
-    if repo.is_dir():  # a source checkout or an editable install
-        return repo
-    return Path(sys.prefix) / "share" / "llmlab" / "datasets"  # a wheel install (pyproject data-files)
 
 
 def bundled_prompt_sets() -> list[str]:

@@ -42,7 +42,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from llmlab.errors import CallNotFoundError, RunNotFoundError, SchemaVersionError, StoreError
+from llmlab.errors import (
+    CallNotFoundError,
+    RunNotFoundError,
+    SchemaVersionError,
+    StoreError,
+)
 
 log = logging.getLogger(__name__)
 
@@ -75,12 +80,10 @@ def new_id(prefix: str = "") -> str:
 
 
 def default_path() -> Path:
-    """The store path: ``LLMLAB_DB``, else ``$XDG_DATA_HOME/llmlab/llmlab.duckdb`` (``~/.local/share/...``)."""
-    env = os.environ.get("LLMLAB_DB")
-    if env:
-        return Path(env).expanduser()
-    base = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share")
-    return base / "llmlab" / "llmlab.duckdb"
+    """The store path (:func:`llmlab.settings.default_store_path`)."""
+    from llmlab.settings import default_store_path
+
+    return default_store_path()
 
 
 def _is_lock_error(exc: BaseException) -> bool:

@@ -27,7 +27,7 @@ from IPython.core.interactiveshell import InteractiveShell  # noqa: E402
 from IPython.utils.capture import capture_output  # noqa: E402
 
 import llmlab  # noqa: E402
-from llmlab import display as lldisplay  # noqa: E402
+from llmlab.views import display as lldisplay  # noqa: E402
 from llmlab.errors import BudgetError, MissingKeyError, ModelError, PromptSetError  # noqa: E402
 from llmlab.models import reset_aliases  # noqa: E402
 from llmlab.sandbox import Sandbox  # noqa: E402

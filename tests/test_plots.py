@@ -11,7 +11,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from llmlab import analysis, plots
+from llmlab import analysis
+from llmlab.views import plots
 
 ROOT = Path(__file__).resolve().parent.parent
 HOSTILE = "<script>alert(1)</script><img src=x onerror=alert(1)>"
@@ -65,7 +66,7 @@ def as_float(values):
 
 
 def test_importing_plots_does_not_import_plotly():
-    code = ("import sys; import llmlab.plots, llmlab.report, llmlab.analysis; "
+    code = ("import sys; import llmlab.views.plots, llmlab.views.report, llmlab.analysis; "
             "bad = [m for m in ('plotly', 'litellm') if m in sys.modules]; assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT, timeout=60)
 

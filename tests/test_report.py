@@ -11,7 +11,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from llmlab import analysis, report
+from llmlab import analysis
+from llmlab.views import report
 
 HOSTILE_ANSWER = "<script>alert(1)</script> <img src=x onerror=alert(1)>"
 HOSTILE_MODEL = "evil/<img src=x onerror=alert(3)>"

@@ -10,7 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from llmlab import analysis, report
+from llmlab import analysis
+from llmlab.views import report
 
 pytestmark = pytest.mark.browser
 

@@ -137,8 +137,8 @@ def load_mt_bench(path: str | os.PathLike[str] | None = None) -> Any:
 
 
 def _record(frame: Any, benchmark: str, store: Any, quality_kind: str) -> str:
-    from llmlab import __version__
     from llmlab._litellm import litellm_version
+    from llmlab._version import __version__
     from llmlab.models import resolve
     from llmlab.store import new_id, utc_now
 

@@ -119,7 +119,7 @@ class _Fanout:
         p = call.prompt
         if not p.scorer or p.reference is None:
             return []
-        from llmlab.scoring import score
+        from llmlab.scoring.checks import score
 
         value = score(p.scorer, row["response"] if row["status"] == "ok" else None, p.reference)
         if value is None:

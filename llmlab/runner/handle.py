@@ -59,12 +59,12 @@ class RunResult:
         return summarize(self.results, by=tuple(by))
 
     def route(self, **kwargs: Any) -> Any:
-        from llmlab.routing import routing_table
+        from llmlab.routing.table import routing_table
 
         return routing_table(self.results, **kwargs)
 
     def report(self, path: str | None = None, **kwargs: Any) -> Any:
-        from llmlab.report import report_run
+        from llmlab.views.report import report_run
 
         return report_run(self.run_id, path, store=self.store, **kwargs)
 
@@ -138,7 +138,7 @@ async def _arun_impl(the_plan: Plan, store: Store, *, name: str | None, tags: Se
                      holder: dict[str, Any], run_id: str | None = None) -> RunResult:
     opts = the_plan.options
     ps = the_plan.prompt_set
-    from llmlab import __version__
+    from llmlab._version import __version__
 
     run_id = run_id or new_id("r")
     await asyncio.to_thread(

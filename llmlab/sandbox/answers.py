@@ -62,7 +62,7 @@ def _content_text(content: Any) -> str:
 def default_datasets_dir() -> Path:
     """The directory of bundled prompt sets (:func:`llmlab.prompts.datasets_dir`: ``$LLMLAB_DATASETS_DIR`` or
     ``<repo>/datasets``)."""
-    from llmlab.prompts import datasets_dir
+    from llmlab.settings import datasets_dir
 
     return datasets_dir()
 

@@ -10,7 +10,7 @@
   :meth:`llmlab.store.Store.rate` as the scorer ``human`` (the store's ``quality`` column then takes the latest
   human rating, so the charts and the routing table use it like any other score), and two models' answers to the
   same prompt side by side.
-- **Charts**: the comparison charts of :mod:`llmlab.plots` (quality vs cost with the routing projection, quality
+- **Charts**: the comparison charts of :mod:`llmlab.views.plots` (quality vs cost with the routing projection, quality
   per category, latency, cost, errors), rendered when the tab is opened. Figures are those of the recorded calls;
   runs on the sandbox are simulated (the header says so).
 - **Routing**: a quality-tolerance slider, a p95 latency limit and a minimum number of scored calls; the routing

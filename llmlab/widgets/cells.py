@@ -12,7 +12,7 @@ from typing import Any
 
 import pandas as pd
 
-from llmlab.display import fmt_usd
+from llmlab.views.display import fmt_usd
 
 log = logging.getLogger(__name__)
 

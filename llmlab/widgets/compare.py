@@ -723,8 +723,8 @@ class CompareView(W.VBox):
         if len(results) == 0:
             outputs.append(_text_output("no results yet"))
         else:
-            from llmlab import plots
             from llmlab.analysis import summarize
+            from llmlab.views import plots
 
             projection = self.projection
             if projection is None and self._routing_dirty:

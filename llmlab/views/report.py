@@ -26,7 +26,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from llmlab import analysis, plots
+from llmlab import analysis
+from llmlab.views import plots
 
 logger = logging.getLogger(__name__)
 

@@ -1,0 +1,3 @@
+"""The llmlab version (one place; the facade and run records read it)."""
+
+__version__ = "0.1.0"
