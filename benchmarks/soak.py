@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/soak.py                 # 1,250 prompts x 4 sandbox models = 5,000 calls
     .venv/bin/python benchmarks/soak.py --prompts 100   # a quick one
+    .venv/bin/python benchmarks/soak.py --via-env --cpu-load 3   # openai/<model> through OPENAI_API_BASE, loaded
 
 The sandbox runs in this process with ``fault_rate`` (20 % of requests fail, the kind drawn evenly from all 14
 fault kinds: 429 with Retry-After, 500, 502, 503, 504, timeout, reset, malformed, cut_stream, 400, 401, 403, 404,
@@ -16,7 +17,12 @@ Invariants checked (exit status 1 when one fails):
   rows' ``attempt_log``): a client-side timeout or a dropped connection is one request on both sides (the
   sandbox counts a request when it has read it; llmlab counts it when it sends it, and blocks LiteLLM's hidden
   re-send of a dropped connection, see runner._count_send);
-- no non-retryable error was retried on the same model.
+- no non-retryable error was retried on the same model;
+- no answer became a Timeout: attempts recorded as ``Timeout`` <= requests the sandbox deliberately hung.
+
+``--via-env`` reaches the sandbox as a plain OpenAI-compatible server configured through the environment
+(``OPENAI_API_BASE``, models ``openai/<name>``), the path the run API, the CLI and the magic offer for such
+servers; ``--cpu-load N`` keeps N busy processes running meanwhile (a loaded 2-core machine).
 
 The last line printed is one JSON object with every figure. All figures are simulated (the sandbox).
 """
@@ -43,6 +49,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--concurrency", type=int, default=16)
     ap.add_argument("--db", default=None, help="store file (default: a fresh temporary file)")
+    ap.add_argument("--via-env", action="store_true", help="models openai/<name> through OPENAI_API_BASE")
+    ap.add_argument("--cpu-load", type=int, default=0, help="busy processes to run meanwhile")
     args = ap.parse_args(argv)
 
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
@@ -54,14 +62,23 @@ def main(argv: list[str] | None = None) -> int:
     from llmlab.sandbox import FAULT_KINDS, Sandbox
     from llmlab.store import Store
 
-    models = ["sandbox/frontier", "sandbox/balanced", "sandbox/fast", "sandbox/tiny"]
-    fallbacks = {"sandbox/frontier": ["sandbox/balanced"], "sandbox/fast": ["sandbox/tiny"]}
+    prefix = "openai/" if args.via_env else "sandbox/"
+    models = [prefix + m for m in ("frontier", "balanced", "fast", "tiny")]
+    fallbacks = {prefix + "frontier": [prefix + "balanced"], prefix + "fast": [prefix + "tiny"]}
     prompts = [f"Soak prompt {i}: summarise the water cycle in one sentence ({i * 7919 % 1000})."
                for i in range(args.prompts)]
     hang_s, client_timeout_s = 3.0, 2.0
     sb = Sandbox(port=0, seed=args.seed, latency_scale=0.003, fault_rate=args.fault_rate, fault_kinds=FAULT_KINDS,
                  fault_retry_after_s=0.2, fault_hang_s=hang_s).start()
     os.environ["LLMLAB_SANDBOX_API_BASE"] = sb.api_base
+    if args.via_env:
+        os.environ["OPENAI_API_BASE"] = sb.api_base
+        os.environ["OPENAI_API_KEY"] = "sk-soak-not-a-real-key-0000"
+        from llmlab.models import set_price
+
+        for m in models:  # these names are not in LiteLLM's price map
+            set_price(m, 1.0, 2.0)
+    burners = [_burner() for _ in range(args.cpu_load)]
     store = Store(db)
     t0 = time.perf_counter()
     try:
@@ -73,6 +90,8 @@ def main(argv: list[str] | None = None) -> int:
         wall_s = time.perf_counter() - t0
         sandbox_stats = sb.stats()
         sb.stop()
+        for b in burners:
+            b.kill()
 
     df = store.sql("SELECT * FROM call_records WHERE run_id = ?", [res.run_id])
     planned = res.stats.planned
@@ -93,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
         if len(sent) != attempts:
             log_mismatch += 1
         for e in sent:
-            attempts_by_model[e["model"].split("/", 1)[1]] += 1
+            attempts_by_model[e["model"].split("/", 1)[1]] += 1  # sandbox counts by bare name
         for i, e in enumerate(log):
             outcomes[e.get("error_type") or e["status"]] += 1
             if e.get("error_type") in NOT_RETRYABLE and i + 1 < len(log) and log[i + 1]["model"] == e["model"]:
@@ -125,6 +144,8 @@ def main(argv: list[str] | None = None) -> int:
         "fault_kinds": list(FAULT_KINDS),
         "client_timeout_s": client_timeout_s,
         "fault_hang_s": hang_s,
+        "via_env": args.via_env,
+        "cpu_load_processes": args.cpu_load,
         "simulated": True,
     }
     checks = {
@@ -133,13 +154,15 @@ def main(argv: list[str] | None = None) -> int:
         "sandbox_requests_served == attempts_recorded": served == attempts_recorded,
         "served_by_model == attempts_by_model": figures["served_by_model"] == figures["attempts_by_model"],
         "non_retryable_retried == 0": retried_non_retryable == 0,
+        "Timeout attempts <= requests hung": outcomes.get("Timeout", 0) <= sandbox_stats["by_outcome"].get("timeout", 0)
+        + sandbox_stats["by_outcome"].get("504", 0),
         "attempt_log matches attempts": log_mismatch == 0,
         "ok rows have answers, error rows none": figures["ok_rows_without_answer"] == 0
         and figures["error_rows_with_answer"] == 0,
     }
     figures["invariants_ok"] = all(checks.values())
 
-    print(f"llmlab soak: {planned} calls = {args.prompts} prompts x {len(models)} sandbox models, "
+    print(f"llmlab soak: {planned} calls = {args.prompts} prompts x {len(models)} models ({prefix}...), "
           f"{args.fault_rate:.0%} injected faults of {len(FAULT_KINDS)} kinds (simulated)")
     print(f"  wall time            {wall_s:8.1f} s   ({figures['calls_per_s']} calls/s)")
     print(f"  calls planned        {planned:8d}")
@@ -161,6 +184,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  [{'ok' if passed else 'FAILED'}] {name}")
     print(json.dumps(figures, sort_keys=True))
     return 0 if figures["invariants_ok"] else 1
+
+
+def _burner():  # noqa: ANN202
+    import subprocess
+
+    return subprocess.Popen([sys.executable, "-c", "while True: pass"])
 
 
 if __name__ == "__main__":
