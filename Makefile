@@ -21,6 +21,7 @@ $(STAMP): $(LOCK) pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -qq -r $(LOCK)
 	$(PY) -m pip install -qq --no-deps -e .
+	$(PY) tools/check_lock.py $(LOCK)
 	$(PY) -m ipykernel install --user --name python3 >/dev/null 2>&1 || true
 	touch $(STAMP)
 

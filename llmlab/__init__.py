@@ -49,7 +49,7 @@ _LAZY = {
     "PromptSet": ("llmlab.prompts", "PromptSet"),
     "summarize": ("llmlab.analysis", "summarize"),
     "routing_table": ("llmlab.routing.table", "routing_table"),
-    "export_litellm_config": ("llmlab.routing.litellm_config", "write_litellm_config"),
+    "export_litellm_config": ("llmlab.routing.litellm_config", "export_litellm_config"),
     "litellm_config": ("llmlab.routing.litellm_config", "litellm_config"),
     "set_alias": ("llmlab.models", "set_alias"),
     "set_price": ("llmlab.models", "set_price"),

@@ -9,6 +9,12 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+__all__ = [
+    "KERNEL_NAME",
+    "ensure_kernelspec",
+    "execute_notebook",
+]
+
 KERNEL_NAME = "llmlab-python"
 
 

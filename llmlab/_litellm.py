@@ -11,6 +11,12 @@ import re
 from functools import lru_cache
 from typing import Any
 
+__all__ = [
+    "litellm",
+    "litellm_version",
+    "redact",
+]
+
 _SECRET_NAME = re.compile(r"(API_KEY|_KEY|_TOKEN|_SECRET|PASSWORD)$", re.IGNORECASE)
 
 

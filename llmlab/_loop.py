@@ -19,6 +19,17 @@ import threading
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
 
+__all__ = [
+    "TaskHandle",
+    "at_exit",
+    "get_loop",
+    "in_loop_thread",
+    "run_in_background_loop",
+    "run_sync",
+    "start_task",
+    "submit",
+]
+
 T = TypeVar("T")
 
 log = logging.getLogger(__name__)

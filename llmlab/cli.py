@@ -13,6 +13,17 @@ from collections.abc import Sequence
 
 from llmlab.errors import LLMLabError
 
+__all__ = [
+    "main",
+]
+
+
+def _default(field: str) -> object:
+    """A run option's default, from :class:`llmlab.runner.options.RunOptions` (the one place defaults live)."""
+    from llmlab.runner.options import RunOptions
+
+    return RunOptions.model_fields[field].default
+
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="llmlab", description="Evaluate and choose LLMs: fan-out, record, analyse, route.")
@@ -27,11 +38,12 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--template", help="a {var} template filled per row")
     r.add_argument("--category", help="the category column")
     r.add_argument("--system", "-s")
-    r.add_argument("--temperature", "-t", type=float, default=0.0)
-    r.add_argument("--max-tokens", type=int, default=512)
-    r.add_argument("--samples", "-n", type=int, default=1)
-    r.add_argument("--concurrency", type=int, default=16)
-    r.add_argument("--timeout", type=float, default=60.0, help="seconds per request")
+    # defaults live in RunOptions (one home): an option not given is not passed
+    r.add_argument("--temperature", "-t", type=float, help=f"default {_default('temperature')}")
+    r.add_argument("--max-tokens", type=int, help=f"default {_default('max_tokens')}")
+    r.add_argument("--samples", "-n", type=int, help=f"default {_default('samples')}")
+    r.add_argument("--concurrency", type=int, help=f"calls in flight, default {_default('concurrency')}")
+    r.add_argument("--timeout", type=float, help=f"seconds per request, from the send (default {_default('timeout_s')})")
     r.add_argument("--budget", type=float, help="USD; refuse to start above it, stop issuing calls once spent")
     r.add_argument("--limit", type=int, help="only the first N prompts")
     r.add_argument("--no-cache", action="store_true")
@@ -82,7 +94,7 @@ def _print_frame(frame) -> None:  # noqa: ANN001
 def _cmd_run(args: argparse.Namespace, store) -> int:  # noqa: ANN001
     from llmlab.models import SANDBOX_PREFIX, default_models, expand
     from llmlab.prompts import load_prompts
-    from llmlab.runner import RunOptions, plan, run
+    from llmlab.runner import RunOptions, check_budget, plan, run
 
     models = expand(args.models) if args.models else default_models()
     fallbacks = {}
@@ -101,11 +113,14 @@ def _cmd_run(args: argparse.Namespace, store) -> int:  # noqa: ANN001
     prompts = load_prompts(args.prompts, template=args.template, category_column=args.category)
     if args.limit:
         prompts = prompts.filter(limit=args.limit)
-    opts = dict(temperature=args.temperature, max_tokens=args.max_tokens, samples=args.samples, system=args.system,
-                concurrency=args.concurrency, timeout_s=args.timeout, budget_usd=args.budget,
-                cache=not args.no_cache, fallbacks=fallbacks)
+    given = dict(temperature=args.temperature, max_tokens=args.max_tokens, samples=args.samples, system=args.system,
+                 concurrency=args.concurrency, timeout_s=args.timeout, budget_usd=args.budget)
+    opts = {k: v for k, v in given.items() if v is not None}
+    opts.update(cache=not args.no_cache, fallbacks=fallbacks)
     if args.dry_run:
-        print(repr(plan(prompts, models, options=RunOptions(**opts), store=store)))
+        the_plan = plan(prompts, models, options=RunOptions(**opts), store=store)
+        print(repr(the_plan))
+        check_budget(the_plan, option="--budget")
         return 0
     res = run(prompts, models, name=args.name, tags=args.tag, store=store, **opts)
     print(repr(res))

@@ -14,6 +14,11 @@ import sys
 import time
 from pathlib import Path
 
+__all__ = [
+    "ROOT",
+    "main",
+]
+
 ROOT = Path(__file__).resolve().parent.parent
 
 

@@ -25,6 +25,26 @@ A failed provider call is *not* an exception: it is a recorded row with ``status
 
 from __future__ import annotations
 
+__all__ = [
+    "AnalysisError",
+    "BudgetError",
+    "CallNotFoundError",
+    "FaultSpecError",
+    "LLMLabError",
+    "MalformedResponseError",
+    "MissingKeyError",
+    "ModelError",
+    "OptionsError",
+    "PromptSetError",
+    "ProviderResponseError",
+    "RoutingError",
+    "RunNotFoundError",
+    "SandboxError",
+    "SchemaVersionError",
+    "StoreError",
+    "StreamCutError",
+]
+
 
 class LLMLabError(Exception):
     """Root of every exception llmlab raises on purpose."""

@@ -271,7 +271,7 @@ class LLMMagics(Magics):
 
         prompt_set = self._prompt_set(cell, args)
         options = self._options(args)
-        from llmlab.runner import plan
+        from llmlab.runner import check_budget, plan
 
         store = self._store()
         try:
@@ -294,14 +294,10 @@ class LLMMagics(Magics):
                 self.shell.user_ns[args.output] = the_plan
             _View(live=False, silenced=silenced).final(plan_bundle(the_plan, header=head))
             return
-        if options.budget_usd is not None and est is not None and est > options.budget_usd:
-            budget_error = BudgetError(
-                f"estimated cost {_usd(est)} exceeds --budget {_usd(options.budget_usd)} "
-                f"({the_plan.n_calls - the_plan.n_cached} calls to make); nothing was called "
-                "(raise --budget, or ask fewer models/prompts; --dry-run shows the plan)")
+        try:
+            check_budget(the_plan, option="--budget")
+        except BudgetError as budget_error:
             raise _usage_error(budget_error) from budget_error
-        if options.budget_usd is not None and est is None:
-            log.warning("llmlab: a model has no price: --budget can only count the priced calls")
 
         name = args.name or ("%%llm " + _short_name(cell))
         self._execute(the_plan, store, name=name, tags=["magic", *args.tag], args=args, silenced=silenced)

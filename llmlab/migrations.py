@@ -8,6 +8,10 @@ transaction together with its row in the ``schema_migrations`` ledger. No second
 
 from __future__ import annotations
 
+__all__ = [
+    "MIGRATIONS",
+]
+
 MIGRATIONS: list[tuple[str, str]] = [
     (
         "initial schema: runs, prompts, call_records, scores; calls and call_quality views",

@@ -26,6 +26,22 @@ log = logging.getLogger(__name__)
 SANDBOX_PREFIX = "sandbox/"
 from llmlab.settings import SANDBOX_API_BASE_ENV, SANDBOX_API_KEY_ENV  # noqa: E402
 
+__all__ = [
+    "DEFAULT_ALIASES",
+    "SANDBOX_MODELS",
+    "SANDBOX_PREFIX",
+    "ModelSpec",
+    "aliases",
+    "default_models",
+    "expand",
+    "key_status",
+    "reset_aliases",
+    "resolve",
+    "resolve_all",
+    "set_alias",
+    "set_price",
+]
+
 SANDBOX_MODELS = ("sandbox/frontier", "sandbox/balanced", "sandbox/fast", "sandbox/tiny")
 
 DEFAULT_ALIASES: dict[str, tuple[str, ...]] = {

@@ -49,6 +49,17 @@ from llmlab.errors import (
     StoreError,
 )
 
+__all__ = [
+    "CALL_COLUMNS",
+    "PROMPT_COLUMNS",
+    "RUN_COLUMNS",
+    "SCORE_COLUMNS",
+    "Store",
+    "default_path",
+    "new_id",
+    "utc_now",
+]
+
 log = logging.getLogger(__name__)
 
 CALL_COLUMNS = (

@@ -161,3 +161,17 @@ def test_a_plan_keeps_its_store(tmp_path):
     p.options.stream = False
     res = execute(p, progress=False)
     assert res.store.path == other.path and len(other.results(res.run_id)) == 1
+
+
+@pytest.mark.parametrize("model", ["sandbox/tiny", "sandbox/fast"])  # anthropic and openai wire formats
+def test_dropped_connections_never_disturb_the_other_requests_in_flight(sandbox, model):
+    """LiteLLM's handler closes a throw-away client after its (blocked) re-send; that must not close the shared
+    connection pool under the other requests in flight (they would fail or hang without reaching the server)."""
+    sandbox.inject("reset", rate=0.3)
+    res = llmlab.run([f"Tell me about lake {i}." for i in range(16)], [model], samples=2, temperature=0.7,
+                     max_attempts=2, concurrency=32, timeout_s=20, **FAST)
+    df = res.results
+    assert int(df["attempts"].sum()) == sandbox.request_count()
+    assert set(df["error_type"].dropna()) <= {"APIConnectionError"}
+    log_types = {e.get("error_type") for a in df["attempt_log"] for e in json.loads(a)}
+    assert log_types <= {None, "APIConnectionError"}, log_types

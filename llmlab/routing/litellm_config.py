@@ -42,6 +42,15 @@ from typing import Any
 from llmlab.errors import RoutingError
 from llmlab.models import SANDBOX_API_BASE_ENV, SANDBOX_API_KEY_ENV, resolve
 
+__all__ = [
+    "export_litellm_config",
+    "PROVIDER_KEY_ENV",
+    "fallbacks_from_config",
+    "litellm_config",
+    "router_kwargs",
+    "write_litellm_config",
+]
+
 PROVIDER_KEY_ENV = {
     "openai": "OPENAI_API_KEY", "anthropic": "ANTHROPIC_API_KEY", "groq": "GROQ_API_KEY", "gemini": "GEMINI_API_KEY",
     "mistral": "MISTRAL_API_KEY", "together_ai": "TOGETHERAI_API_KEY", "openrouter": "OPENROUTER_API_KEY",
@@ -229,3 +238,6 @@ def fallbacks_from_config(config: Mapping[str, Any] | str | os.PathLike[str]) ->
                             chain.append(m)
     return {m: c for m, c in chains.items() if c}
 
+
+#: The public name (``llmlab.export_litellm_config``).
+export_litellm_config = write_litellm_config

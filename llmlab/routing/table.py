@@ -18,6 +18,16 @@ from typing import Any
 
 from llmlab.errors import RoutingError
 
+__all__ = [
+    "DEFAULT_CATEGORY",
+    "TABLE_COLUMNS",
+    "backtest",
+    "project",
+    "route_for",
+    "routing_table",
+    "tolerance_curve",
+]
+
 DEFAULT_CATEGORY = "default"
 TABLE_COLUMNS = ("category", "model", "quality", "quality_ci_low", "quality_ci_high", "n", "latency_p95_ms",
                  "cost_per_1k_prompts_usd", "error_rate", "fallbacks", "reason")

@@ -29,6 +29,7 @@ from llmlab.runner.plan import (
     PlannedCall,
     build_messages,
     cache_key,
+    check_budget,
     plan,
     prepare,
 )
@@ -46,6 +47,6 @@ from llmlab.runner.writer import BatchWriter
 __all__ = [
     "NON_RETRYABLE_STATUS", "RETRYABLE_STATUS", "BatchWriter", "MalformedResponseError", "Plan", "PlannedCall",
     "RateLimiter", "RunHandle", "RunOptions", "RunResult", "RunStats", "StreamCutError", "aclose_http_clients",
-    "arun", "build_messages", "cache_key", "classify_error", "execute", "fallbacks_from_config", "plan", "prepare",
+    "arun", "build_messages", "cache_key", "check_budget", "classify_error", "execute", "fallbacks_from_config", "plan", "prepare",
     "retry_after_s", "run", "start",
 ]

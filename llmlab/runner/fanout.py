@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import random
@@ -17,7 +18,7 @@ from llmlab.store import Store, utc_now
 
 log = logging.getLogger(__name__)
 from llmlab.runner.limits import RateLimiter
-from llmlab.runner.plan import Plan, PlannedCall
+from llmlab.runner.plan import Plan, PlannedCall, per_model_cap
 from llmlab.runner.retry import (
     MalformedResponseError,
     StreamCutError,
@@ -27,6 +28,10 @@ from llmlab.runner.retry import (
 )
 from llmlab.runner.wire import Wire, attach, counting_client, detach, with_deadline
 from llmlab.runner.writer import BatchWriter
+
+__all__ = [
+    "RunStats",
+]
 
 
 # -- the fan-out -------------------------------------------------------------------------------------------
@@ -89,11 +94,11 @@ class _Fanout:
         self.partial: dict[str, str] = {}
         self.t0 = time.monotonic()
 
-    def _sem(self, model: str) -> asyncio.Semaphore:
+    def _sem(self, model: str) -> Any:
+        """The model's opt-in concurrency cap (a semaphore), or a no-op when it has none."""
         if model not in self.sems:
-            pmc = self.opts.per_model_concurrency
-            n = pmc.get(model, 8) if isinstance(pmc, dict) else pmc
-            self.sems[model] = asyncio.Semaphore(max(1, int(n)))
+            n = per_model_cap(self.opts, model)
+            self.sems[model] = asyncio.Semaphore(n) if n is not None else contextlib.nullcontext()
         return self.sems[model]
 
     def _limiter(self, model: str) -> RateLimiter:

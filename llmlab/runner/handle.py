@@ -19,6 +19,15 @@ from llmlab.runner.fanout import RunStats, _Fanout
 from llmlab.runner.plan import Plan, prepare
 from llmlab.runner.wire import warm_up
 
+__all__ = [
+    "RunHandle",
+    "RunResult",
+    "arun",
+    "execute",
+    "run",
+    "start",
+]
+
 
 # -- the public API ----------------------------------------------------------------------------------------
 class RunResult:

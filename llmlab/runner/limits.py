@@ -7,6 +7,10 @@ import logging
 import time
 from collections import deque
 
+__all__ = [
+    "RateLimiter",
+]
+
 log = logging.getLogger(__name__)
 
 

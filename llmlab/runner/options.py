@@ -11,6 +11,10 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 log = logging.getLogger(__name__)
 from llmlab.routing.litellm_config import fallbacks_from_config
 
+__all__ = [
+    "RunOptions",
+]
+
 
 class RunOptions(BaseModel):
     """Every setting of a run (validated; bad values raise ``pydantic.ValidationError`` naming the field).
@@ -20,7 +24,9 @@ class RunOptions(BaseModel):
 
     Reliability (see the README's reliability section):
 
-    - ``concurrency`` (all models), ``per_model_concurrency`` (an int, or ``{model: int}``, default 8).
+    - ``concurrency``: calls in flight, all models together (default 16): it means what it says.
+      ``per_model_concurrency``: an opt-in cap per model (an int, or ``{model: int}``; default None: no cap;
+      models missing from a dict are not capped). :class:`~llmlab.runner.plan.Plan` shows the caps.
     - ``timeout_s``: the most one provider request may take, seconds (a stream included, send to last byte).
     - ``max_attempts``: requests per model of the chain for one call (1 = no retry); ``max_retry_wait_s``: the
       most one call waits between its attempts in total, seconds (a Retry-After that would exceed it ends the
@@ -43,7 +49,7 @@ class RunOptions(BaseModel):
     samples: int = Field(1, ge=1, le=1000)
     system: str | None = None
     concurrency: int = Field(16, ge=1, le=1024)
-    per_model_concurrency: int | dict[str, int] = 8
+    per_model_concurrency: int | dict[str, int] | None = None
     timeout_s: float = Field(60.0, gt=0)
     max_attempts: int = Field(4, ge=1, le=20)
     max_retry_wait_s: float = Field(120.0, ge=0)

@@ -17,6 +17,17 @@ from llmlab.store import Store, new_id
 log = logging.getLogger(__name__)
 from llmlab.runner.options import RunOptions
 
+__all__ = [
+    "Plan",
+    "PlannedCall",
+    "build_messages",
+    "cache_key",
+    "check_budget",
+    "plan",
+    "prepare",
+    "resolve_fallbacks",
+]
+
 
 @dataclass
 class PlannedCall:
@@ -92,9 +103,19 @@ class Plan:
         lines = [
             f"Plan: {self.n_calls} calls = {len(self.prompt_set)} prompts × {len(self.specs)} models × "
             f"{self.options.samples} samples; {self.n_cached} from cache; estimated cost {est_s}",
+            f"  concurrency {self.options.concurrency} calls in flight"
+            + ("" if self.options.per_model_concurrency is None else "; per-model caps: " + ", ".join(
+                f"{s.name} {per_model_cap(self.options, s.name) or 'none'}" for s in self.specs)),
         ]
         lines += ["  " + line for line in self.to_frame().to_string(index=False).splitlines()]
         return "\n".join(lines)
+
+
+def per_model_cap(options: RunOptions, model: str) -> int | None:
+    """The concurrency cap of one model (None: no cap beyond ``concurrency``)."""
+    pmc = options.per_model_concurrency
+    n = pmc.get(model) if isinstance(pmc, dict) else pmc
+    return None if n is None else max(1, int(n))
 
 
 def _estimate_tokens(text: str | None) -> int:
@@ -202,11 +223,25 @@ def prepare(prompts: Any, models: Iterable[str] | str | None = None, *, store: S
     opts = RunOptions(**options)
     the_plan = plan(prompts, models, options=opts, store=store, template=template, category_column=category_column)
     the_plan.completion = completion
-    est = the_plan.estimate_cost_usd()
-    if opts.budget_usd is not None and est is not None and est > opts.budget_usd:
-        raise BudgetError(
-            f"estimated cost ${est:.4f} exceeds the budget ${opts.budget_usd:.4f} "
-            f"({the_plan.n_calls - the_plan.n_cached} calls to make); raise the budget or run fewer prompts/models"
-        )
+    check_budget(the_plan)
     return the_plan
+
+
+def check_budget(the_plan: Plan, option: str = "budget_usd") -> None:
+    """Refuse a plan whose estimated cost exceeds ``options.budget_usd`` (the one budget check; the surfaces name
+    the option as their users type it: ``--budget`` in the CLI and the magic). Raises BudgetError. A plan with an
+    unpriced model cannot be checked: a warning says so and the run stops issuing calls once the priced ones
+    spent the budget."""
+    budget = the_plan.options.budget_usd
+    if budget is None:
+        return
+    est = the_plan.estimate_cost_usd()
+    if est is None:
+        log.warning("llmlab: a model has no price: %s can only count the priced calls", option)
+        return
+    if est > budget:
+        raise BudgetError(
+            f"estimated cost ${est:.4f} exceeds {option} ${budget:.4f} "
+            f"({the_plan.n_calls - the_plan.n_cached} calls to make); nothing was called "
+            f"(raise {option}, or ask fewer models/prompts; a dry run shows the plan)")
 

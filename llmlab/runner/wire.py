@@ -193,6 +193,13 @@ def _make_transport_class() -> type:
             return response
 
         async def aclose(self) -> None:
+            # Not closed by the clients that use it: LiteLLM's AsyncHTTPHandler builds a throw-away httpx client
+            # on the same transport for its re-send after a dropped connection and closes it at once, which
+            # would close the transport (the connection pool) under every other request in flight. llmlab closes
+            # it at exit (aclose_http_clients -> shutdown).
+            return None
+
+        async def shutdown(self) -> None:
             await self.inner.aclose()
 
     return _Transport
@@ -226,6 +233,9 @@ async def aclose_http_clients() -> None:
     clients = _http_clients.pop(asyncio.get_running_loop(), {})
     for client in clients.values():
         try:
+            if hasattr(client, "shutdown"):  # a WireTransport
+                await client.shutdown()
+                continue
             if hasattr(client, "close") and asyncio.iscoroutinefunction(client.close):
                 await client.close()  # AsyncHTTPHandler, openai.AsyncOpenAI
             elif hasattr(client, "aclose"):
@@ -250,8 +260,8 @@ def counting_client(spec: ModelSpec, kwargs: Mapping[str, Any]) -> Any | None:
     clients = _loop_clients()
     if spec.provider == "anthropic":
         if "anthropic" not in clients:
-            clients["anthropic"] = AsyncHTTPHandler(
-                transport=WireTransport(AsyncHTTPHandler.create_async_transport()))
+            transport = clients[("transport", "anthropic")] = WireTransport(AsyncHTTPHandler.create_async_transport())
+            clients["anthropic"] = AsyncHTTPHandler(transport=transport)
         return clients["anthropic"]
     api_key = kwargs.get("api_key") or os.environ.get("OPENAI_API_KEY")
     base_url = _openai_base_url(kwargs)
@@ -260,8 +270,8 @@ def counting_client(spec: ModelSpec, kwargs: Mapping[str, Any]) -> Any | None:
         import httpx
         import openai
 
-        http = httpx.AsyncClient(transport=WireTransport(AsyncHTTPHandler.create_async_transport()),
-                                 follow_redirects=True)
+        transport = clients[("transport",) + key] = WireTransport(AsyncHTTPHandler.create_async_transport())
+        http = httpx.AsyncClient(transport=transport, follow_redirects=True)
         clients[key] = openai.AsyncOpenAI(api_key=api_key or "none", base_url=base_url, http_client=http,
                                           max_retries=0)
     return clients[key]

@@ -10,6 +10,10 @@ from typing import Any
 from llmlab.errors import StoreError
 from llmlab.store import Store
 
+__all__ = [
+    "BatchWriter",
+]
+
 log = logging.getLogger(__name__)
 
 

@@ -18,6 +18,11 @@ from llmlab.sandbox.profiles import (
     estimate_tokens,
 )
 
+__all__ = [
+    "SandboxAnswer",
+    "default_datasets_dir",
+]
+
 
 def _unit(*parts: Any) -> float:
     """A deterministic float in [0, 1) from ``parts`` (sha256; not Python's salted ``hash()``)."""

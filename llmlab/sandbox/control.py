@@ -26,6 +26,13 @@ from llmlab.sandbox.server import (
     Sandbox,
 )
 
+__all__ = [
+    "RemoteSandbox",
+    "ensure_sandbox",
+    "main",
+    "serve_forever",
+]
+
 # --------------------------------------------------------------------------------------------- remote control
 
 

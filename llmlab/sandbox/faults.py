@@ -13,6 +13,8 @@ from llmlab.sandbox.profiles import (
     FAULT_KINDS,
 )
 
+__all__: list[str] = []
+
 # --------------------------------------------------------------------------------------------- faults
 
 

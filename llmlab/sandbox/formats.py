@@ -22,6 +22,8 @@ from llmlab.sandbox.profiles import (
     ModelProfile,
 )
 
+__all__: list[str] = []
+
 
 class _NoResponse(web.StreamResponse):
     """Returned after the connection was closed on purpose: aiohttp must not write anything."""

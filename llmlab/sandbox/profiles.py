@@ -11,6 +11,19 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+__all__ = [
+    "CATEGORIES",
+    "DATASETS_DIR_ENV",
+    "DEFAULT_MIXED_FAULT_KINDS",
+    "ECHO_DIRECTIVE",
+    "FAULT_KINDS",
+    "JUDGE_MARKER",
+    "PROFILES",
+    "SANDBOX_API_BASE_ENV",
+    "ModelProfile",
+    "estimate_tokens",
+]
+
 logger = logging.getLogger(__name__)
 
 

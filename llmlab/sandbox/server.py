@@ -128,6 +128,10 @@ from llmlab.sandbox.profiles import (
     estimate_tokens,
 )
 
+__all__ = [
+    "Sandbox",
+]
+
 # --------------------------------------------------------------------------------------------- the server
 
 
@@ -230,7 +234,7 @@ class Sandbox:
         self._stopping = asyncio.Event()
         runner = web.AppRunner(self._make_app(), access_log=None, handle_signals=False, shutdown_timeout=0.5)
         await runner.setup()
-        site = web.TCPSite(runner, self.host, self._requested_port, shutdown_timeout=0.5)
+        site = web.TCPSite(runner, self.host, self._requested_port)
         try:
             await site.start()
         except OSError:

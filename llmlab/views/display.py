@@ -31,6 +31,30 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+__all__ = [
+    "FORMATS",
+    "SAFE_ATTRIBUTES",
+    "SAFE_TAGS",
+    "SAFE_URL_SCHEMES",
+    "Card",
+    "Rendered",
+    "answer_html",
+    "answer_text",
+    "cards_bundle",
+    "cards_from_rows",
+    "escape",
+    "extract_code",
+    "fmt_ms",
+    "fmt_usd",
+    "frame_bundle",
+    "grid_bundle",
+    "markdown_to_safe_html",
+    "model_summary_lines",
+    "plan_bundle",
+    "pre",
+    "text_bundle",
+]
+
 log = logging.getLogger(__name__)
 
 FORMATS = ("text", "markdown", "json", "code")

@@ -14,6 +14,15 @@ import pandas as pd
 
 from llmlab.views.display import fmt_usd
 
+__all__ = [
+    "ALL",
+    "RESULT_COLUMNS",
+    "SORTS",
+    "STATUS_FILTERS",
+    "frame_from_records",
+    "records_from_frame",
+]
+
 log = logging.getLogger(__name__)
 
 

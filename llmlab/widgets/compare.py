@@ -42,6 +42,11 @@ from llmlab.widgets.cells import (
 )
 from llmlab.widgets.grid import grid_rows, status_match
 
+__all__ = [
+    "CompareView",
+    "compare",
+]
+
 
 # ------------------------------------------------------------------------------------------------ the view
 class CompareView(W.VBox):

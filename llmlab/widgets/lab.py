@@ -23,6 +23,11 @@ from llmlab.widgets.compare import (
     _fmt_int,
 )
 
+__all__ = [
+    "Lab",
+    "lab",
+]
+
 
 # -------------------------------------------------------------------------------------------------- the lab
 class Lab(W.VBox):
