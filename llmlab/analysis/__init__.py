@@ -7,7 +7,7 @@
 from __future__ import annotations
 
 from llmlab.analysis import summary
-from llmlab.analysis.summary import *  # noqa: F403  (the summary module's __all__)
+from llmlab.analysis.summary import *
 from llmlab.analysis.summary import _require  # noqa: F401  (used by the views)
 
 __all__ = list(summary.__all__)
