@@ -272,3 +272,61 @@ def test_importing_the_statistics_stays_light():
     code = ("import sys, llmlab.analysis.paired; "
             "import llmlab; assert 'litellm' not in sys.modules, 'litellm imported'")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+# --- judge agreement ---------------------------------------------------------------------------------------------
+
+def scores_frame():
+    human = [1.0, 0.75, 0.0, 0.25, 1.0, 0.5, 0.0, 1.0, 0.75, 0.25]
+    lenient = [1.0, 1.0, 0.25, 0.5, 1.0, 0.75, 0.0, 1.0, 1.0, 0.5]
+    strict = [0.75, 0.5, 0.0, 0.0, 1.0, 0.25, 0.0, 0.75, 0.5, 0.0]
+    rows = []
+    for scorer, kind, values in (("human", "human", human), ("judge:big", "judge", lenient),
+                                 ("judge:small", "judge", strict)):
+        rows += [{"call_id": f"c{i}", "scorer": scorer, "kind": kind, "score": v} for i, v in enumerate(values)]
+    return pd.DataFrame(rows), human, lenient, strict
+
+
+def test_judge_agreement_matches_sklearn():
+    from sklearn.metrics import cohen_kappa_score
+
+    from llmlab.analysis.agreement import AGREEMENT_COLUMNS, judge_agreement
+
+    frame, human, lenient, strict = scores_frame()
+    out = judge_agreement(frame)
+    assert list(out.columns) == list(AGREEMENT_COLUMNS)
+    assert list(zip(out["comparison"], out["rater"], out["reference"])) == [
+        ("judge-human", "judge:big", "human"), ("judge-human", "judge:small", "human"),
+        ("judge-judge", "judge:big", "judge:small")]
+    h, big, small = (np.array(v) for v in (human, lenient, strict))
+
+    def check(row, x, y):
+        assert row["n"] == 10
+        assert row["kappa"] == pytest.approx(cohen_kappa_score(x >= 0.5, y >= 0.5))
+        assert row["weighted_kappa"] == pytest.approx(
+            cohen_kappa_score(np.rint(x * 4).astype(int), np.rint(y * 4).astype(int), weights="quadratic",
+                              labels=[0, 1, 2, 3, 4]))
+        assert row["accuracy"] == pytest.approx(((x >= 0.5) == (y >= 0.5)).mean())
+        assert row["mean_rater"] == pytest.approx(x.mean())
+
+    check(out.iloc[0], big, h)
+    check(out.iloc[1], small, h)
+    check(out.iloc[2], big, small)
+    # no kind column: human found by scorer name; judges restricted
+    only = judge_agreement(frame.drop(columns="kind"), judges=["judge:small"])
+    assert list(only["rater"]) == ["judge:small"]
+    assert only["kappa"].iloc[0] == pytest.approx(out["kappa"].iloc[1])
+
+
+def test_judge_agreement_bad_input():
+    from llmlab.analysis.agreement import judge_agreement
+
+    frame, *_ = scores_frame()
+    with pytest.raises(AnalysisError, match="score"):
+        judge_agreement(frame.drop(columns="score"))
+    with pytest.raises(AnalysisError, match="no human score"):
+        judge_agreement(frame[frame["kind"] != "human"])
+    with pytest.raises(AnalysisError, match="no judge"):
+        judge_agreement(frame[frame["kind"] == "human"])
+    with pytest.raises(AnalysisError, match="'judge:nope'"):
+        judge_agreement(frame, judges=["judge:nope"])
