@@ -269,7 +269,7 @@ def test_minimum_detectable_difference_inverts_sample_size():
 
 
 def test_importing_the_statistics_stays_light():
-    code = ("import sys, llmlab.analysis.paired; "
+    code = ("import sys, llmlab.analysis.paired, llmlab.analysis.agreement, llmlab.analysis.ranking; "
             "import llmlab; assert 'litellm' not in sys.modules, 'litellm imported'")
     subprocess.run([sys.executable, "-c", code], check=True)
 
@@ -330,3 +330,76 @@ def test_judge_agreement_bad_input():
         judge_agreement(frame[frame["kind"] == "human"])
     with pytest.raises(AnalysisError, match="'judge:nope'"):
         judge_agreement(frame, judges=["judge:nope"])
+
+
+# --- Bradley-Terry -----------------------------------------------------------------------------------------------
+
+def planted_pairs(strengths, games_per_pair, seed, tie_share=0.0):
+    rng = np.random.default_rng(seed)
+    rows = []
+    names = list(strengths)
+    for x in range(len(names)):
+        for y in range(x + 1, len(names)):
+            a, b = names[x], names[y]
+            p = 1 / (1 + math.exp(-(strengths[a] - strengths[b])))
+            for _ in range(games_per_pair):
+                u = rng.random()
+                winner = "tie" if u < tie_share else ("a" if rng.random() < p else "b")
+                rows.append({"model_a": a, "model_b": b, "winner": winner})
+    return pd.DataFrame(rows)
+
+
+def test_bradley_terry_recovers_planted_order():
+    from llmlab.analysis.ranking import BT_COLUMNS, bradley_terry
+
+    strengths = {"m-weak": -1.0, "m-mid": 0.0, "m-good": 0.7, "m-best": 1.5}
+    out = bradley_terry(planted_pairs(strengths, 150, seed=1, tie_share=0.1), n_boot=100, seed=0)
+    assert list(out.columns) == list(BT_COLUMNS)
+    assert list(out["model"]) == ["m-best", "m-good", "m-mid", "m-weak"]
+    assert list(out["rank"]) == [1, 2, 3, 4]
+    assert out["score"].sum() == pytest.approx(0, abs=1e-6)
+    centred = {k: v - np.mean(list(strengths.values())) for k, v in strengths.items()}
+    for _, row in out.iterrows():
+        assert row["score"] == pytest.approx(centred[row["model"]], abs=0.25)
+        assert row["ci_low"] <= row["score"] <= row["ci_high"]
+    assert (out["n_games"] == 450).all()
+
+
+def test_bradley_terry_ties_and_unbeaten_models_stay_finite():
+    from llmlab.analysis.ranking import bradley_terry
+
+    pairs = pd.DataFrame({"model_a": ["x", "x", "y"], "model_b": ["y", "z", "z"], "winner": ["a", "a", "tie"]})
+    out = bradley_terry(pairs, n_boot=0)
+    assert out["model"].iloc[0] == "x" and np.isfinite(out["score"]).all()
+    assert out["ci_low"].isna().all()
+    assert out.set_index("model").loc["y", "wins"] == 0.5
+
+
+def test_pairs_from_results_feed_bradley_terry():
+    from llmlab.analysis.ranking import bradley_terry, pairs_from_results
+
+    rng = np.random.default_rng(4)
+    rows = []
+    for p in range(80):
+        for model, rate in (("low", 0.3), ("high", 0.8), ("mid", 0.55)):
+            rows.append({"prompt_id": f"p{p}", "model": model, "status": "ok",
+                         "quality": float(rng.random() < rate)})
+    pairs = pairs_from_results(pd.DataFrame(rows))
+    assert set(pairs["winner"]) <= {"a", "b", "tie"} and len(pairs) == 3 * 80
+    assert list(bradley_terry(pairs, n_boot=0)["model"]) == ["high", "mid", "low"]
+
+
+def test_bradley_terry_bad_input():
+    from llmlab.analysis.ranking import bradley_terry, pairs_from_results
+
+    good = pd.DataFrame({"model_a": ["x"], "model_b": ["y"], "winner": ["a"]})
+    with pytest.raises(AnalysisError, match="winner"):
+        bradley_terry(good.drop(columns="winner"))
+    with pytest.raises(AnalysisError, match="'draw'"):
+        bradley_terry(good.assign(winner="draw"))
+    with pytest.raises(AnalysisError, match="itself"):
+        bradley_terry(good.assign(model_b="x"))
+    with pytest.raises(AnalysisError, match="no comparison"):
+        bradley_terry(good.iloc[:0])
+    with pytest.raises(AnalysisError, match="two scored models"):
+        pairs_from_results(pd.DataFrame({"prompt_id": ["p"], "model": ["m"], "status": ["ok"], "quality": [1.0]}))
