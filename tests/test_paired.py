@@ -403,3 +403,17 @@ def test_bradley_terry_bad_input():
         bradley_terry(good.iloc[:0])
     with pytest.raises(AnalysisError, match="two scored models"):
         pairs_from_results(pd.DataFrame({"prompt_id": ["p"], "model": ["m"], "status": ["ok"], "quality": [1.0]}))
+
+
+def test_public_names_are_exported_lazily():
+    import llmlab
+    from llmlab import analysis
+
+    for name in ("compare_models", "compare_runs_paired", "per_prompt", "pass_at_k", "sample_size",
+                 "minimum_detectable_difference", "judge_agreement", "bradley_terry", "pairs_from_results"):
+        assert name in analysis.__all__ and callable(getattr(analysis, name))
+    for name in ("compare_models", "sample_size", "judge_agreement", "bradley_terry"):
+        assert name in llmlab.__all__
+        assert getattr(llmlab, name) is getattr(analysis, name)
+    code = "import sys, llmlab; assert not {'pandas', 'scipy', 'statsmodels', 'sklearn'} & set(sys.modules)"
+    subprocess.run([sys.executable, "-c", code], check=True)
