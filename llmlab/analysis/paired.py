@@ -190,8 +190,10 @@ def compare_models(results: pd.DataFrame, a: object, b: object, by: str | Sequen
         - ``p_value``: two-sided p-value of ``test``.
         - ``p_adjusted``: Holm-adjusted over the group rows (statsmodels ``multipletests``); the overall row
           is not part of the family and keeps its own ``p_value``.
-        - ``test``: ``"mcnemar"`` (exact, every per-prompt quality 0 or 1) or ``"wilcoxon"`` (signed-rank,
-          ``zero_method="zsplit"``, graded or sample-averaged scores).
+        - ``test``: ``"mcnemar"`` (exact, every per-prompt quality of the row 0 or 1) or ``"wilcoxon"``
+          (signed-rank, ``zero_method="zsplit"``, graded or sample-averaged scores); chosen per row, so a group
+          of pass/fail prompts and a graded group in the same frame may use different tests. A row with no
+          discordant prompt has ``p_value`` 1.
         - ``n_discordant``: prompts on which the two differ (count); ``wins_a``/``wins_b``: prompts on which
           ``a``/``b`` scored higher.
         - ``significant``: ``p_adjusted < alpha``.
