@@ -32,8 +32,8 @@ from llmlab.errors import AnalysisError
 logger = logging.getLogger(__name__)
 
 __all__ = [
-    "ResultsFrameError",
     "SUMMARY_COLUMNS",
+    "ResultsFrameError",
     "compare_runs",
     "effective_quality",
     "error_breakdown",
@@ -75,13 +75,6 @@ SUMMARY_COLUMNS: tuple[str, ...] = (
 
 _SUMMARY_NEEDS = ("prompt_id", "sample_index", "status", "latency_ms", "cost_usd", "quality")
 
-# Two-sided 95 % critical values of Student's t for 1..30 degrees of freedom.
-_T975 = (
-    12.706205, 4.302653, 3.182446, 2.776445, 2.570582, 2.446912, 2.364624, 2.306004, 2.262157, 2.228139,
-    2.200985, 2.178813, 2.160369, 2.144787, 2.131450, 2.119905, 2.109816, 2.100922, 2.093024, 2.085963,
-    2.079614, 2.073873, 2.068658, 2.063899, 2.059539, 2.055529, 2.051831, 2.048407, 2.045230, 2.042272,
-)
-_Z975 = 1.959963984540054
 
 
 def _require(frame: pd.DataFrame, columns: Iterable[str], what: str) -> None:
@@ -93,20 +86,15 @@ def _require(frame: pd.DataFrame, columns: Iterable[str], what: str) -> None:
 
 
 def _t975(df: int) -> float:
-    """Two-sided 95 % critical value of Student's t with ``df`` degrees of freedom (df ≥ 1).
+    """Two-sided 95 % critical value of Student's t with ``df`` degrees of freedom (NaN for df < 1).
 
-    Exact table values up to 30 degrees of freedom, then the Cornish-Fisher expansion around the normal
-    quantile (error below 1e-5 there).
+    ``scipy.stats.t.ppf(0.975, df)``; scipy is imported on first use so importing this module stays light.
     """
     if df < 1:
         return math.nan
-    if df <= len(_T975):
-        return _T975[df - 1]
-    z = _Z975
-    g1 = (z**3 + z) / 4
-    g2 = (5 * z**5 + 16 * z**3 + 3 * z) / 96
-    g3 = (3 * z**7 + 19 * z**5 + 17 * z**3 - 15 * z) / 384
-    return z + g1 / df + g2 / df**2 + g3 / df**3
+    from scipy import stats
+
+    return float(stats.t.ppf(0.975, df))
 
 
 def wilson_interval(successes: float, n: float, z: float = 1.96) -> tuple[float, float]:
@@ -215,7 +203,7 @@ def _group_metrics(g: pd.DataFrame, q: np.ndarray) -> dict:
     ttft = _numeric(g["ttft_ms"])[ok] if "ttft_ms" in g.columns else np.array([], dtype=float)
     cost = _numeric(g["cost_usd"])
     n_cost_unknown = int((np.isnan(cost) & ok).sum())
-    n_prompts = int(len(g[["prompt_id", "sample_index"]].drop_duplicates()))
+    n_prompts = len(g[["prompt_id", "sample_index"]].drop_duplicates())
     cost_usd = math.nan if n_cost_unknown else float(np.nansum(cost))
     cost_per_1k = cost_usd / n_prompts * 1000 if n_prompts and not math.isnan(cost_usd) else math.nan
     quality, q_low, q_high = _quality_stats(q)
