@@ -51,6 +51,8 @@ from llmlab.errors import (
 
 __all__ = [
     "CALL_COLUMNS",
+    "CALL_DEFAULTS",
+    "new_call_row",
     "PROMPT_COLUMNS",
     "RUN_COLUMNS",
     "SCORE_COLUMNS",
@@ -68,6 +70,28 @@ CALL_COLUMNS = (
     "input_tokens", "output_tokens", "cost_usd", "cached", "cache_key", "source_call_id", "response",
     "finish_reason", "attempt_log", "created_at_utc",
 )
+#: The value every call row starts from (a call that never got an answer is an error row).
+CALL_DEFAULTS: dict[str, Any] = {
+    "answered_by": None, "status": "error", "error_type": None, "http_status": None, "error_message": None,
+    "attempts": 0, "fallbacks_taken": 0, "retry_wait_ms": 0.0, "latency_ms": None, "ttft_ms": None,
+    "input_tokens": None, "output_tokens": None, "cost_usd": None, "cached": False, "source_call_id": None,
+    "response": None, "finish_reason": None, "attempt_log": "[]", "created_at_utc": None,
+}
+
+
+def new_call_row(**fields: Any) -> dict[str, Any]:
+    """A call row with every column of :data:`CALL_COLUMNS` (defaults from :data:`CALL_DEFAULTS`); raises
+    KeyError naming a field that is not a call column, and one that is required but missing."""
+    unknown = set(fields) - set(CALL_COLUMNS)
+    if unknown:
+        raise KeyError(f"not call columns: {sorted(unknown)}")
+    row = {c: fields[c] if c in fields else CALL_DEFAULTS.get(c, KeyError) for c in CALL_COLUMNS}
+    missing = [c for c, v in row.items() if v is KeyError]
+    if missing:
+        raise KeyError(f"call row without {missing}")
+    return row
+
+
 PROMPT_COLUMNS = ("run_id", "prompt_id", "category", "prompt", "reference", "scorer", "system", "source_id")
 SCORE_COLUMNS = ("run_id", "call_id", "prompt_id", "model", "kind", "scorer", "score", "raw_value", "comment",
                  "created_at_utc")

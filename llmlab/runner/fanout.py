@@ -14,7 +14,7 @@ from typing import Any
 
 from llmlab._litellm import litellm, redact
 from llmlab.models import ModelSpec
-from llmlab.store import Store, utc_now
+from llmlab.store import Store, new_call_row, utc_now
 
 log = logging.getLogger(__name__)
 from llmlab.runner.limits import RateLimiter
@@ -111,14 +111,8 @@ class _Fanout:
         return [spec, *self.plan.fallback_specs.get(spec.name, [])]
 
     def _base_row(self, call: PlannedCall) -> dict[str, Any]:
-        return {
-            "call_id": call.call_id, "run_id": self.run_id, "prompt_id": call.prompt.prompt_id,
-            "sample_index": call.sample_index, "model": call.spec.name, "answered_by": None, "status": "error",
-            "error_type": None, "http_status": None, "error_message": None, "attempts": 0, "fallbacks_taken": 0,
-            "retry_wait_ms": 0.0, "latency_ms": None, "ttft_ms": None, "input_tokens": None, "output_tokens": None,
-            "cost_usd": None, "cached": False, "cache_key": call.cache_key, "source_call_id": None, "response": None,
-            "finish_reason": None, "attempt_log": "[]", "created_at_utc": None,
-        }
+        return new_call_row(call_id=call.call_id, run_id=self.run_id, prompt_id=call.prompt.prompt_id,
+                            sample_index=call.sample_index, model=call.spec.name, cache_key=call.cache_key)
 
     def _scores_for(self, row: dict[str, Any], call: PlannedCall) -> list[dict[str, Any]]:
         p = call.prompt
