@@ -34,6 +34,8 @@ __all__ = [
     "SANDBOX_API_KEY_ENV",
     "datasets_dir",
     "default_store_path",
+    "repo_root",
+    "routellm_dir",
 ]
 
 DB_ENV = "LLMLAB_DB"
@@ -52,6 +54,19 @@ def default_store_path() -> Path:
         return Path(env).expanduser()
     base = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share")
     return base / "llmlab" / "llmlab.duckdb"
+
+
+def repo_root() -> Path:
+    """The repository (or install prefix) root: the folder holding the ``llmlab`` package."""
+    return Path(__file__).resolve().parent.parent
+
+
+def routellm_dir() -> Path:
+    """RouteLLM's recorded results: ``$LLMLAB_ROUTELLM_DIR``, else ``../shared/data/routellm`` beside the repo."""
+    override = os.environ.get(ROUTELLM_DIR_ENV)
+    if override:
+        return Path(override).expanduser()
+    return repo_root().parent / "shared" / "data" / "routellm"
 
 
 def datasets_dir() -> Path:

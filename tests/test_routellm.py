@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from llmlab.routing import routellm
@@ -13,7 +15,9 @@ try:
 except Exception:  # noqa: BLE001
     DATA = None
 
-pytestmark = pytest.mark.skipif(DATA is None, reason="../shared/data/routellm is not beside the repository")
+# In CI ../shared is always beside the clone: there a missing folder fails the tests instead of skipping them.
+pytestmark = pytest.mark.skipif(DATA is None and not os.environ.get("CI"),
+                                reason="../shared/data/routellm is not beside the repository")
 
 
 @pytest.fixture(scope="module")

@@ -37,12 +37,9 @@ _MT_MODELS = {"gpt-4-1106-preview": STRONG, "mistralai/Mixtral-8x7B-Instruct-v0.
 
 def data_dir(path: str | os.PathLike[str] | None = None) -> Path:
     """The RouteLLM data folder: ``path``, ``LLMLAB_ROUTELLM_DIR``, or ``../shared/data/routellm`` beside the repo."""
-    if path:
-        p = Path(path)
-    elif os.environ.get("LLMLAB_ROUTELLM_DIR"):
-        p = Path(os.environ["LLMLAB_ROUTELLM_DIR"])
-    else:
-        p = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "routellm"
+    from llmlab.settings import routellm_dir
+
+    p = Path(path) if path else routellm_dir()
     if not p.is_dir():
         raise PromptSetError(f"RouteLLM data folder not found: {p} (set LLMLAB_ROUTELLM_DIR)")
     return p
@@ -235,7 +232,7 @@ def pgr_metrics(curve: Any, q_weak: float, q_strong: float) -> dict[str, float]:
     )})
     xs = np.array([p[0] for p in pts])
     ys = np.maximum.accumulate(np.array([p[1] for p in pts]))
-    apgr = float(np.trapezoid(ys, xs)) if hasattr(np, "trapezoid") else float(np.trapz(ys, xs))
+    apgr = float(np.trapezoid(ys, xs))  # numpy >= 2 (np.trapz is gone in 2.4)
 
     def cpt(x: float) -> float:
         for s, y in zip(xs, ys, strict=True):
