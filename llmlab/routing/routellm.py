@@ -42,7 +42,7 @@ def data_dir(path: str | os.PathLike[str] | None = None) -> Path:
     elif os.environ.get("LLMLAB_ROUTELLM_DIR"):
         p = Path(os.environ["LLMLAB_ROUTELLM_DIR"])
     else:
-        p = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "routellm"
+        p = Path(__file__).resolve().parents[3] / "shared" / "data" / "routellm"
     if not p.is_dir():
         raise PromptSetError(f"RouteLLM data folder not found: {p} (set LLMLAB_ROUTELLM_DIR)")
     return p
@@ -112,7 +112,7 @@ def load_gsm8k(path: str | os.PathLike[str] | None = None) -> Any:
     return pd.concat(frames, ignore_index=True).drop_duplicates(["prompt_id", "model"], keep="first")
 
 
-_ANSWER = re.compile(r"### Assistant A:\n(.*?)(?:\n\n### User:|\n\n<\|The End of Assistant A's Conversation)", re.S)
+_ANSWER = re.compile(r"### Assistant A:\n(.*?)(?:\n\n### User:|\n\n<\|The End of Assistant A's Conversation)", re.DOTALL)
 
 
 def load_mt_bench(path: str | os.PathLike[str] | None = None) -> Any:
