@@ -78,6 +78,8 @@ def pgr_curve(scores: Sequence[float], q_strong: Sequence[float], q_weak: Sequen
     if not (s.shape == qs.shape == qw.shape == w.shape) or s.ndim != 1 or len(s) < 2:
         raise ValueError("scores, q_strong, q_weak (and weights) must be 1-d arrays of the same length ≥ 2")
     _, edges = pd.qcut(s, n_points, retbins=True, duplicates="drop")
+    if len(edges) == 1:  # every score equal: the sweep is all-strong, then none
+        edges = np.array([edges[0], edges[0]])
     total = w.sum()
     top_s, top_w = float((w * qs).sum() / total), float((w * qw).sum() / total)
     rows = []

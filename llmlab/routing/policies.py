@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from llmlab.errors import RoutingError
+from llmlab.routing.textmodel import SHAPE_SCALE
 
 __all__ = ["CategoryPolicy", "Policy", "PromptPolicy", "evaluate_policy", "fit_policy", "outcome_matrices"]
 
@@ -169,7 +170,7 @@ class PromptPolicy(Policy):
         from llmlab.routing.textmodel import raw_counts
 
         counts = cache.rows(texts) if cache is not None else raw_counts(texts, self.features.blocks)
-        return self.features.transform(counts)
+        return self.features.transform(counts, texts)
 
     def pair_scores(self, frame: Any, *, cache: Any = None) -> dict[tuple[int, int], np.ndarray]:
         """``{(i, j): P(j better) - P(j worse)}`` per row of ``frame`` (shape (n,) each)."""
@@ -198,7 +199,9 @@ class PromptPolicy(Policy):
             "features": {"blocks": [{**b, "ngram_range": list(b["ngram_range"])} for b in f.blocks],
                          "lowercase": True, "token_pattern": r"(?u)\b\w\w+\b", "hash": "murmurhash3_32 seed 0, |h| mod n",
                          "sublinear_tf": True, "norm": "l2 per block", "columns": [c.tolist() for c in f.columns],
-                         "idf": [i.tolist() for i in f.idf]},
+                         "idf": [i.tolist() for i in f.idf], "shape": "ln1p of chars, numbers, sentence ends, "
+                         "line breaks; standardised, times shape_scale", "shape_mean": f.shape_mean.tolist(),
+                         "shape_std": f.shape_std.tolist(), "shape_scale": SHAPE_SCALE},
             "pairs": [{"cheaper": i, "dearer": j, "classes": [int(c) for c in lr.classes_],
                        "coef": lr.coef_.tolist(), "intercept": lr.intercept_.tolist()}
                       for (i, j), lr in sorted(self.pairs.items())],
@@ -208,7 +211,10 @@ class PromptPolicy(Policy):
     def _from_dict(cls, d: dict[str, Any]) -> PromptPolicy:
         pol = cls(d["models"], None, {}, float(d["threshold"]), d.get("calibration"))
         f = d["features"]
+        if f.get("shape_scale") != SHAPE_SCALE:
+            raise RoutingError(f"policy file shape_scale {f.get('shape_scale')!r}: this llmlab uses {SHAPE_SCALE}")
         pol._pure = {"dict": d, "blocks": f["blocks"], "idf": [np.asarray(i) for i in f["idf"]],
+                     "shape_mean": f["shape_mean"], "shape_std": f["shape_std"],
                      "columns": [{int(h): k for k, h in enumerate(c)} for c in f["columns"]],
                      "pairs": {(p["cheaper"], p["dearer"]): (np.asarray(p["classes"]), np.asarray(p["coef"]),
                                                               np.asarray(p["intercept"])) for p in d["pairs"]}}
@@ -221,7 +227,8 @@ class PromptPolicy(Policy):
         assert pure is not None
         out: dict[tuple[int, int], list[float]] = {ij: [] for ij in pure["pairs"]}
         for t in texts:
-            pos, val = pure_features(t, pure["blocks"], pure["columns"], pure["idf"])
+            pos, val = pure_features(t, pure["blocks"], pure["columns"], pure["idf"], pure["shape_mean"],
+                                     pure["shape_std"])
             for ij, (classes, coef, intercept) in pure["pairs"].items():
                 z = coef[:, pos] @ val + intercept
                 if len(classes) == 2:
@@ -333,14 +340,15 @@ def fit_policy(results: Any, kind: str = "category", target_cost_per_1k_usd: flo
         oof: dict[tuple[int, int], np.ndarray] = {}
         for f in range(folds):
             tr, te = fold != f, fold == f
-            feats = TextFeatures(min_df=min_df).fit([m[tr] for m in counts])
-            pairs = _fit_pairs(feats.transform([m[tr] for m in counts]), om["quality"][tr], C, seed)
-            xte = feats.transform([m[te] for m in counts])
+            ttr, tte = [t for t, k in zip(texts, tr, strict=True) if k], [t for t, k in zip(texts, te, strict=True) if k]
+            feats = TextFeatures(min_df=min_df).fit([m[tr] for m in counts], ttr)
+            pairs = _fit_pairs(feats.transform([m[tr] for m in counts], ttr), om["quality"][tr], C, seed)
+            xte = feats.transform([m[te] for m in counts], tte)
             for ij, lr in pairs.items():
                 oof.setdefault(ij, np.zeros(len(texts)))[te] = _signed(lr.classes_, lr.predict_proba(xte))
         threshold, calib = _calibrate(oof, om, target_cost_per_1k_usd, min_quality)
-    feats = TextFeatures(min_df=min_df).fit(counts)
-    pairs = _fit_pairs(feats.transform(counts), om["quality"], C, seed)
+    feats = TextFeatures(min_df=min_df).fit(counts, texts)
+    pairs = _fit_pairs(feats.transform(counts, texts), om["quality"], C, seed)
     return PromptPolicy(om["models"], feats, pairs, threshold, calib)
 
 

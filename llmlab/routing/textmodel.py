@@ -14,6 +14,7 @@ policy loaded from JSON scores prompts without scikit-learn (``tests/test_polici
 
 from __future__ import annotations
 
+import math
 import re
 from collections import Counter
 from collections.abc import Sequence
@@ -21,7 +22,8 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["BLOCKS", "CountCache", "TextFeatures", "analyze", "murmurhash3_32", "pure_features"]
+__all__ = ["BLOCKS", "SHAPE_SCALE", "CountCache", "TextFeatures", "analyze", "murmurhash3_32", "pure_features",
+           "raw_counts", "shape_features"]
 
 BLOCKS: tuple[dict[str, Any], ...] = (
     {"analyzer": "word", "ngram_range": (1, 2), "n_features": 2**20},
@@ -29,6 +31,16 @@ BLOCKS: tuple[dict[str, Any], ...] = (
 )
 _TOKEN = re.compile(r"(?u)\b\w\w+\b")  # scikit-learn's default token_pattern
 _WHITE = re.compile(r"\s\s+")
+_NUMBER = re.compile(r"\d+(?:\.\d+)?")
+_SENTENCE = re.compile(r"[.?!]\s")
+SHAPE_SCALE = 0.5  # weight of the standardised shape block next to the unit-norm n-gram blocks
+
+
+def shape_features(texts: Sequence[str]) -> np.ndarray:
+    """Shape of each prompt, shape (n, 4): ``ln(1 + x)`` of its length in characters, count of numbers, count of
+    sentence ends (``[.?!]`` then white space) and count of line breaks."""
+    return np.array([[math.log1p(len(t)), math.log1p(len(_NUMBER.findall(t))), math.log1p(len(_SENTENCE.findall(t))),
+                      math.log1p(t.count("\n"))] for t in texts], dtype=float).reshape(len(texts), 4)
 
 
 def _hashers(blocks: Sequence[dict[str, Any]]) -> list[Any]:
@@ -56,6 +68,22 @@ class CountCache:
         self._index = {t: i for i, t in enumerate(uniq)}
         self._mats = raw_counts(uniq, self.blocks) if uniq else None
 
+    @classmethod
+    def merge(cls, *caches: CountCache) -> CountCache:
+        """One cache holding every text of ``caches`` (same blocks), without re-hashing."""
+        from scipy.sparse import vstack
+
+        out = cls((), caches[0].blocks if caches else BLOCKS)
+        for c in caches:
+            if c._mats is None:
+                continue
+            new = [(t, i) for t, i in c._index.items() if t not in out._index]
+            base = len(out._index)
+            out._index.update({t: base + k for k, (t, _) in enumerate(new)})
+            add = [m[np.asarray([i for _, i in new], dtype=np.int64)] for m in c._mats]
+            out._mats = add if out._mats is None else [vstack([m, a]).tocsr() for m, a in zip(out._mats, add, strict=True)]
+        return out
+
     def rows(self, texts: Sequence[str]) -> list[Any]:
         from scipy.sparse import vstack
 
@@ -71,11 +99,13 @@ class CountCache:
 
 
 class TextFeatures:
-    """Fitted feature map: kept hashed columns, idf, sublinear tf, per-block L2 norm.
+    """Fitted feature map: kept hashed columns, idf, sublinear tf, per-block L2 norm; then the 4
+    :func:`shape_features`, standardised with the training mean / standard deviation and scaled by
+    :data:`SHAPE_SCALE`.
 
-    ``fit(blocks_counts)`` on training counts (from :func:`raw_counts` / :class:`CountCache`); ``transform`` gives
-    a CSR matrix of shape (n, sum of kept columns). ``columns[b]`` (sorted hashed indices) and ``idf[b]`` are what
-    the JSON model file stores.
+    ``fit(counts, texts)`` on training counts (from :func:`raw_counts` / :class:`CountCache`) and their texts;
+    ``transform(counts, texts)`` gives a CSR matrix of shape (n, sum of kept columns + 4). ``columns[b]`` (sorted
+    hashed indices), ``idf[b]``, ``shape_mean`` and ``shape_std`` are what the JSON model file stores.
     """
 
     def __init__(self, blocks: Sequence[dict[str, Any]] = BLOCKS, min_df: int = 2) -> None:
@@ -83,8 +113,12 @@ class TextFeatures:
         self.min_df = min_df
         self.columns: list[np.ndarray] = []
         self.idf: list[np.ndarray] = []
+        self.shape_mean = np.zeros(4)
+        self.shape_std = np.ones(4)
 
-    def fit(self, counts: Sequence[Any]) -> TextFeatures:
+    def fit(self, counts: Sequence[Any], texts: Sequence[str]) -> TextFeatures:
+        sh = shape_features(texts)
+        self.shape_mean, self.shape_std = sh.mean(axis=0), sh.std(axis=0) + 1e-9
         self.columns, self.idf = [], []
         for m in counts:
             n = m.shape[0]
@@ -94,8 +128,8 @@ class TextFeatures:
             self.idf.append(np.log((1 + n) / (1 + df[keep])) + 1.0)
         return self
 
-    def transform(self, counts: Sequence[Any]) -> Any:
-        from scipy.sparse import diags, hstack
+    def transform(self, counts: Sequence[Any], texts: Sequence[str]) -> Any:
+        from scipy.sparse import csr_matrix, diags, hstack
         from sklearn.preprocessing import normalize
 
         parts = []
@@ -103,6 +137,7 @@ class TextFeatures:
             x = m[:, cols].astype(float)
             x.data = 1.0 + np.log(x.data)
             parts.append(normalize(x @ diags(idf), norm="l2"))
+        parts.append(csr_matrix((shape_features(texts) - self.shape_mean) / self.shape_std * SHAPE_SCALE))
         return hstack(parts).tocsr()
 
 
@@ -170,9 +205,10 @@ def analyze(text: str, analyzer: str, ngram_range: Sequence[int]) -> list[str]:
 
 
 def pure_features(text: str, blocks: Sequence[dict[str, Any]], columns: Sequence[dict[int, int]],
-                  idf: Sequence[Sequence[float]], sublinear_tf: bool = True) -> tuple[np.ndarray, np.ndarray]:
+                  idf: Sequence[Sequence[float]], shape_mean: Sequence[float], shape_std: Sequence[float],
+                  sublinear_tf: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """One prompt's feature vector without scikit-learn: ``(positions, values)`` in the concatenated kept-column
-    space. ``columns[b]`` maps a hashed index to its position within block ``b``."""
+    space (then the 4 shape features). ``columns[b]`` maps a hashed index to its position within block ``b``."""
     pos_all, val_all, offset = [], [], 0
     for b, cols, w in zip(blocks, columns, idf, strict=True):
         counts = Counter(abs(murmurhash3_32(g.encode("utf-8"))) % int(b["n_features"])
@@ -187,4 +223,6 @@ def pure_features(text: str, blocks: Sequence[dict[str, Any]], columns: Sequence
         pos_all.append(pos + offset)
         val_all.append(val)
         offset += len(cols)
+    pos_all.append(np.arange(offset, offset + 4))
+    val_all.append((shape_features([text])[0] - np.asarray(shape_mean)) / np.asarray(shape_std) * SHAPE_SCALE)
     return np.concatenate(pos_all), np.concatenate(val_all)
