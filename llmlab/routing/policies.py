@@ -8,7 +8,8 @@ prompt, model, quality, cost_usd`` and optionally ``category, status``) and retu
 - ``kind="prompt"``: :class:`PromptPolicy`, prompt text only. Models are ordered by mean cost per call. For every
   pair (cheaper *i*, dearer *j*) a scikit-learn ``LogisticRegression`` on hashed word + character n-gram tf-idf
   (:mod:`llmlab.routing.textmodel`) predicts whether *j* does better than, as well as, or worse than *i* on the
-  prompt; its score is ``P(better) - P(worse)`` in [-1, 1] (the expected sign of the quality gain). Routing starts
+  prompt (training prompts weighted by the size of the quality difference, ties weight 1; binary outcomes: all
+  weights 1); its score is ``P(better) - P(worse)`` in [-1, 1] (the expected sign of the quality gain). Routing starts
   at the cheapest model and moves to each dearer model whose score against the current one exceeds the threshold.
   The threshold is calibrated on the training prompts with cross-fitted (out-of-fold) scores to the budget
   (``target_cost_per_1k_usd``: best quality whose cost per 1,000 prompts is at most the budget) or to the
@@ -272,10 +273,13 @@ def _fit_pairs(x: Any, q: np.ndarray, C: float, seed: int) -> dict[tuple[int, in
     pairs = {}
     for j in range(1, q.shape[1]):
         for i in range(j):
-            y = np.sign(np.round(q[:, j] - q[:, i], 9)).astype(int)
+            d = np.round(q[:, j] - q[:, i], 9)
+            y = np.sign(d).astype(int)
             if len(np.unique(y)) < 2:
                 raise RoutingError(f"the training prompts never separate models {i} and {j}: nothing to learn")
-            pairs[(i, j)] = LogisticRegression(C=C, max_iter=1000, random_state=seed).fit(x, y)
+            # a prompt counts by how much routing it matters: |gain| relative to the mean non-zero |gain|; ties 1
+            w = np.where(y == 0, 1.0, np.abs(d) / np.abs(d[y != 0]).mean())
+            pairs[(i, j)] = LogisticRegression(C=C, max_iter=1000, random_state=seed).fit(x, y, sample_weight=w)
     return pairs
 
 
