@@ -232,3 +232,17 @@ def test_learned_router_on_a_slice_of_real_gsm8k():
     prompts = test.drop_duplicates("prompt_id").set_index("prompt_id").loc[wide.index].reset_index()
     a = apgr(pgr_curve(pol.scores(prompts), wide[routellm.STRONG], wide[routellm.WEAK]))
     assert 0.5 < a < 1.0
+
+
+def test_facade_and_light_import():
+    import subprocess
+    import sys
+
+    import llmlab
+
+    assert llmlab.fit_policy is fit_policy and llmlab.evaluate_policy is evaluate_policy
+    assert llmlab.import_results is import_results
+    code = ("import sys, llmlab.routing; print(','.join(m for m in ('pandas', 'sklearn', 'scipy', 'litellm') "
+            "if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert out == ""

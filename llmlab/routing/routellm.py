@@ -203,6 +203,9 @@ def pgr_metrics(curve: Any, q_weak: float, q_strong: float) -> dict[str, float]:
     PGR = (q − q_weak) / (q_strong − q_weak); APGR is the area under PGR against the strong share over [0, 1]
     (curve points plus the end points (0, 0) and (1, 1), interpolated as steps from below); CPT(x) is the smallest
     strong share whose PGR reaches x. Returns ``{"apgr", "cpt_50_pct", "cpt_80_pct"}`` (shares in percent).
+
+    This is a conservative step variant for sweeps of a few tolerance points; RouteLLM's own definitions (trapezoid
+    APGR over the sweep's range, linearly interpolated CPT) are :func:`llmlab.routing.metrics.apgr` / ``cpt``.
     """
     import numpy as np
 
