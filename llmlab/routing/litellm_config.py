@@ -33,6 +33,7 @@ global order (the default row's fallbacks first, then those of the other rows); 
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from collections.abc import Mapping
@@ -90,7 +91,7 @@ def _num(x: Any) -> Any:
         f = float(x)
     except (TypeError, ValueError):
         return None
-    return None if f != f else round(f, 6)
+    return None if math.isnan(f) else round(f, 6)
 
 
 def litellm_config(table: Any, *, public_model_name: str = "llmlab-router", run_id: str | None = None,

@@ -20,7 +20,6 @@ both models (Mixtral's own tokenizer differs by a few percent). Latencies were n
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import re
 from collections.abc import Iterable
@@ -109,7 +108,7 @@ def load_gsm8k(path: str | os.PathLike[str] | None = None) -> Any:
     return pd.concat(frames, ignore_index=True).drop_duplicates(["prompt_id", "model"], keep="first")
 
 
-_ANSWER = re.compile(r"### Assistant A:\n(.*?)(?:\n\n### User:|\n\n<\|The End of Assistant A's Conversation)", re.S)
+_ANSWER = re.compile(r"### Assistant A:\n(.*?)(?:\n\n### User:|\n\n<\|The End of Assistant A's Conversation)", re.DOTALL)
 
 
 def load_mt_bench(path: str | os.PathLike[str] | None = None) -> Any:
@@ -134,51 +133,28 @@ def load_mt_bench(path: str | os.PathLike[str] | None = None) -> Any:
 
 
 def _record(frame: Any, benchmark: str, store: Any, quality_kind: str) -> str:
-    from llmlab._litellm import litellm_version
-    from llmlab._version import __version__
-    from llmlab.models import resolve
-    from llmlab.store import new_id, utc_now
+    """Write one benchmark's frame as a run through :func:`llmlab.routing.results_import.import_results`."""
+    from llmlab.routing.results_import import import_results
 
-    specs = {m: resolve(m, check_keys=False) for m in (STRONG, WEAK)}
-    prompts = frame.drop_duplicates("prompt_id")[["prompt_id", "category", "prompt"]]
+    prompts = frame.drop_duplicates("prompt_id")[["prompt_id", "prompt"]]
     in_tok = dict(zip(prompts["prompt_id"], _tokens(prompts["prompt"]), strict=True))
-    out_tok = _tokens(frame["response"]) if frame["response"].notna().any() else [1] * len(frame)
-    run_id = store.create_run(
-        run_id=new_id("r"), name=f"routellm {benchmark}", prompt_set=f"routellm:{benchmark}",
-        models=[STRONG, WEAK], params={"source": "RouteLLM published results", "benchmark": benchmark},
-        tags=["routellm", "real"], llmlab_version=__version__, litellm_version=litellm_version(), sandbox=False,
-        n_prompts=len(prompts), n_calls_planned=len(frame), source="import:routellm",
-    )
-    store.add_prompts([{"run_id": run_id, "prompt_id": r.prompt_id, "category": r.category, "prompt": r.prompt,
-                        "reference": None, "scorer": "routellm:correct" if quality_kind == "auto" else "judge:gpt-4 (recorded)",
-                        "system": None, "source_id": None} for r in prompts.itertuples()])
-    now = utc_now()
-    calls, scores = [], []
-    for r, otok in zip(frame.itertuples(), out_tok, strict=True):
-        call_id = new_id("c")
-        itok = in_tok[r.prompt_id]
-        resp = r.response if isinstance(r.response, str) else None
-        calls.append({
-            "call_id": call_id, "run_id": run_id, "prompt_id": r.prompt_id, "sample_index": 0, "model": r.model,
-            "answered_by": r.model, "status": "ok", "attempts": 1, "fallbacks_taken": 0, "retry_wait_ms": 0.0,
-            "latency_ms": None, "ttft_ms": None, "input_tokens": itok, "output_tokens": int(otok),
-            "cost_usd": specs[r.model].cost_usd(itok, int(otok)), "cached": False, "cache_key": None,
-            "response": resp, "finish_reason": "stop", "attempt_log": json.dumps([{"source": "routellm"}]),
-            "created_at_utc": now,
-        })
-        if quality_kind == "auto":
-            val = 1.0 if r.correct else 0.0
-            scores.append({"run_id": run_id, "call_id": call_id, "prompt_id": r.prompt_id, "model": r.model,
-                           "kind": "auto", "scorer": "routellm:correct", "score": val, "raw_value": val,
-                           "comment": None, "created_at_utc": now})
-        else:
-            scores.append({"run_id": run_id, "call_id": call_id, "prompt_id": r.prompt_id, "model": r.model,
-                           "kind": "judge", "scorer": "judge:gpt-4 (recorded)", "score": r.score / 10,
-                           "raw_value": r.score, "comment": None, "created_at_utc": now})
-    store.append_calls(calls)
-    store.append_scores(scores)
-    store.finish_run(run_id, "finished")
-    return run_id
+    out = frame.copy()
+    out["input_tokens"] = out["prompt_id"].map(in_tok)
+    out["output_tokens"] = _tokens(frame["response"]) if frame["response"].notna().any() else 1
+    if quality_kind == "auto":
+        out["quality"] = out["correct"].astype(float)
+        out["raw_value"] = out["quality"]
+        kind, scorer = "auto", "routellm:correct"
+    else:
+        out["quality"] = out["score"] / 10
+        out["raw_value"] = out["score"]
+        kind, scorer = "judge", "judge:gpt-4 (recorded)"
+    out["response"] = [r if isinstance(r, str) else None for r in out["response"]]
+    cols = ["prompt_id", "category", "prompt", "model", "quality", "raw_value", "input_tokens", "output_tokens",
+            "response"]
+    return import_results(out[cols], name=f"routellm {benchmark}", store=store, source="import:routellm",
+                          kind=kind, scorer=scorer, prompt_set=f"routellm:{benchmark}", tags=("routellm", "real"),
+                          params={"source": "RouteLLM published results", "benchmark": benchmark})
 
 
 def import_routellm(path: str | os.PathLike[str] | None = None, *, store: Any = None,
@@ -224,6 +200,9 @@ def pgr_metrics(curve: Any, q_weak: float, q_strong: float) -> dict[str, float]:
     PGR = (q − q_weak) / (q_strong − q_weak); APGR is the area under PGR against the strong share over [0, 1]
     (curve points plus the end points (0, 0) and (1, 1), interpolated as steps from below); CPT(x) is the smallest
     strong share whose PGR reaches x. Returns ``{"apgr", "cpt_50_pct", "cpt_80_pct"}`` (shares in percent).
+
+    This is a conservative step variant for sweeps of a few tolerance points; RouteLLM's own definitions (trapezoid
+    APGR over the sweep's range, linearly interpolated CPT) are :func:`llmlab.routing.metrics.apgr` / ``cpt``.
     """
     import numpy as np
 

@@ -129,8 +129,8 @@ def routing_table(results: Any, *, tolerance: float | None = 0.02, min_quality: 
     if tolerance is None and min_quality is None and max_latency_p95_ms is None:
         tolerance = 0.0
     by_cat, pooled = _summaries(results)
-    kw = dict(tolerance=tolerance, min_quality=min_quality, max_latency_p95_ms=max_latency_p95_ms, min_n=min_n,
-              max_fallbacks=max_fallbacks)
+    kw = {"tolerance": tolerance, "min_quality": min_quality, "max_latency_p95_ms": max_latency_p95_ms,
+          "min_n": min_n, "max_fallbacks": max_fallbacks}
     rows = []
     for cat in sorted(by_cat["category"].dropna().unique()):
         if cat == DEFAULT_CATEGORY:
@@ -191,13 +191,13 @@ def project(table: Any, results: Any) -> dict[str, Any]:
         "quality": float(chosen["quality_f"].mean()) if len(chosen) else math.nan,
         "cost_per_1k_prompts_usd": cost,
         "latency_p95_ms": float(np.percentile(lat, 95)) if len(lat) else math.nan,
-        "n_prompts": int(len(chosen)),
+        "n_prompts": len(chosen),
         "n_missing": int(n_missing),
         "share": {str(k): float(v) for k, v in share.items()},
         "baseline_model": str(base_model),
         "baseline_quality": per_model[base_model]["quality"],
         "baseline_cost_per_1k_prompts_usd": base_cost,
-        "savings_pct": (1 - cost / base_cost) * 100 if base_cost and base_cost == base_cost else math.nan,
+        "savings_pct": (1 - cost / base_cost) * 100 if base_cost and not math.isnan(base_cost) else math.nan,
         "per_model": per_model,
     }
 
