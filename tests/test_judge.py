@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 import llmlab
-from llmlab.scoring import judge_prompt, parse_judge_score
+from llmlab.scoring.judge import judge_prompt, parse_judge_score
 from llmlab.store import Store
 
 

@@ -28,6 +28,18 @@ from typing import Any
 
 from llmlab.errors import PromptSetError
 
+__all__ = [
+    "STRONG",
+    "WEAK",
+    "data_dir",
+    "import_routellm",
+    "load_gsm8k",
+    "load_mmlu",
+    "load_mt_bench",
+    "pgr_metrics",
+    "split_halves",
+]
+
 STRONG = "gpt-4-1106-preview"
 WEAK = "together_ai/mistralai/Mixtral-8x7B-Instruct-v0.1"
 _FILE_COLUMNS = {STRONG: "gpt-4-1106-preview", WEAK: "mistralai/Mixtral-8x7B-Instruct-v0.1"}
