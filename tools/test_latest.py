@@ -60,7 +60,8 @@ def main() -> int:
         print(f"test-latest: litellm[proxy]=={version} does not install from the registry ({why.strip()[:160]}); "
               "the proxy tests are skipped for this release")
         env["LLMLAB_SKIP_PROXY"] = f"litellm[proxy]=={version} does not install"
-    print(f"test-latest: LiteLLM {version} (newest allowed by {spec!r}); every other package as locked")
+    print(f"test-latest: LiteLLM {version} (newest allowed by {spec!r}), its dependencies upgraded as a fresh install "
+          "would; everything else as locked")
     return subprocess.run([str(venv / "bin" / "python"), "-m", "pytest", "-q", "-p", "no:cacheprovider",
                            *args.pytest_args], env=env, cwd=ROOT).returncode
 
