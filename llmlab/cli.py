@@ -27,6 +27,7 @@ def _default(field: str) -> object:
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="llmlab", description="Evaluate and choose LLMs: fan-out, record, analyse, route.")
+    p.add_argument("--debug", action="store_true", help="show the Python traceback of an error")
     p.add_argument("--db", help="DuckDB store path (default: $LLMLAB_DB or ~/.local/share/llmlab/llmlab.duckdb)")
     sub = p.add_subparsers(dest="command", required=True)
 
@@ -37,6 +38,7 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--tag", action="append", default=[])
     r.add_argument("--template", help="a {var} template filled per row")
     r.add_argument("--category", help="the category column")
+    r.add_argument("--encoding", help="the prompt file's text encoding (default UTF-8; e.g. latin-1)")
     r.add_argument("--system", "-s")
     # defaults live in RunOptions (one home): an option not given is not passed
     r.add_argument("--temperature", "-t", type=float, help=f"default {_default('temperature')}")
@@ -110,7 +112,8 @@ def _cmd_run(args: argparse.Namespace, store) -> int:  # noqa: ANN001
             from llmlab.sandbox import ensure_sandbox
 
             ensure_sandbox(seed=args.sandbox_seed)
-    prompts = load_prompts(args.prompts, template=args.template, category_column=args.category)
+    prompts = load_prompts(args.prompts, template=args.template, category_column=args.category,
+                           encoding=args.encoding)
     if args.limit:
         prompts = prompts.filter(limit=args.limit)
     given = dict(temperature=args.temperature, max_tokens=args.max_tokens, samples=args.samples, system=args.system,
@@ -196,8 +199,20 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(json.dumps(ids))
             return 0
     except (LLMLabError, FileNotFoundError, ValueError) as exc:
-        msg = _one_line(exc)
-        print(f"llmlab: error: {msg}", file=sys.stderr)
+        if args.debug:
+            raise
+        print(f"llmlab: error: {_one_line(exc)}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("llmlab: interrupted (completed calls are recorded)", file=sys.stderr)
+        return 130
+    except Exception as exc:  # noqa: BLE001 - every CLI error is one line (--debug shows the traceback)
+        if args.debug:
+            raise
+        from llmlab._litellm import redact
+
+        first = (redact(str(exc)).strip().splitlines() or [""])[0]
+        print(f"llmlab: error: {type(exc).__name__}: {first}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("llmlab: interrupted; completed calls are recorded", file=sys.stderr)

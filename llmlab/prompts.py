@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import io
 import json
 import logging
 import os
@@ -340,9 +341,28 @@ def _columns_of(rows: Sequence[tuple[str, Mapping[str, Any]]]) -> list[str]:
     return list(seen)
 
 
-def _read_jsonl(path: Path) -> list[tuple[str, dict[str, Any]]]:
+def _decoded(path: Path, encoding: str | None) -> str:
+    """The file's text in ``encoding`` (default UTF-8, a byte-order mark accepted). Raises PromptSetError naming the
+    file, the line and the column of the first byte that does not decode, and the encoding it looks like."""
+    raw = path.read_bytes()
+    enc = encoding or "utf-8-sig"
+    try:
+        return raw.decode(enc)
+    except LookupError:
+        raise PromptSetError(f"{path}: unknown encoding {enc!r}") from None
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        column = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
+        guess = "Latin-1 / Windows-1252" if encoding is None else "another encoding"
+        raise PromptSetError(
+            f"{path}:{line}: not {enc.replace('-sig', '')} text (byte 0x{raw[exc.start]:02x} at column {column}); "
+            f"it looks like {guess}: pass encoding='latin-1' (or the file's encoding), or re-save it as UTF-8"
+        ) from None
+
+
+def _read_jsonl(path: Path, encoding: str | None = None) -> list[tuple[str, dict[str, Any]]]:
     rows = []
-    with path.open(encoding="utf-8-sig") as handle:
+    with io.StringIO(_decoded(path, encoding)) as handle:
         for lineno, line in enumerate(handle, start=1):
             if not line.strip():
                 continue
@@ -356,9 +376,9 @@ def _read_jsonl(path: Path) -> list[tuple[str, dict[str, Any]]]:
     return rows
 
 
-def _read_json(path: Path) -> list[tuple[str, dict[str, Any]]]:
+def _read_json(path: Path, encoding: str | None = None) -> list[tuple[str, dict[str, Any]]]:
     try:
-        value = json.loads(path.read_text(encoding="utf-8-sig"))
+        value = json.loads(_decoded(path, encoding))
     except json.JSONDecodeError as exc:
         raise PromptSetError(f"{path}:{exc.lineno}: invalid JSON: {exc.msg} (column {exc.colno})") from None
     if isinstance(value, dict) and isinstance(value.get("prompts"), list):
@@ -373,10 +393,10 @@ def _read_json(path: Path) -> list[tuple[str, dict[str, Any]]]:
     return rows
 
 
-def _read_csv(path: Path) -> list[tuple[str, dict[str, Any]]]:
+def _read_csv(path: Path, encoding: str | None = None) -> list[tuple[str, dict[str, Any]]]:
     rows = []
-    with path.open(encoding="utf-8-sig", newline="") as handle:
-        reader = csv.reader(handle)
+    with io.StringIO(_decoded(path, encoding), newline="") as handle:
+        reader = csv.reader(handle, strict=True)  # strict: an unterminated quote is an error, not one huge field
         try:
             header = next(reader)
         except StopIteration:
@@ -396,6 +416,10 @@ def _read_csv(path: Path) -> list[tuple[str, dict[str, Any]]]:
             except StopIteration:
                 break
             except csv.Error as exc:
+                if "unexpected end of data" in str(exc):
+                    raise PromptSetError(f"{path}:{start}: a quoted field that starts in this row is never closed "
+                                         "(an unterminated \" quote: the rest of the file would become one field)"
+                                         ) from None
                 raise PromptSetError(f"{path}:{start}: bad CSV: {exc}") from None
             label = f"{path}:{start}"
             start = reader.line_num + 1
@@ -417,18 +441,18 @@ def _json_type(value: Any) -> str:
     )
 
 
-def _rows_from_path(path: Path, name: str | None, source: str) -> _Rows:
+def _rows_from_path(path: Path, name: str | None, source: str, encoding: str | None = None) -> _Rows:
     if not path.exists():
         raise PromptSetError(f"prompt file not found: {path}")
     if not path.is_file():
         raise PromptSetError(f"not a file: {path}")
     ext = path.suffix.lower()
     if ext in (".jsonl", ".ndjson"):
-        rows = _read_jsonl(path)
+        rows = _read_jsonl(path, encoding)
     elif ext == ".json":
-        rows = _read_json(path)
+        rows = _read_json(path, encoding)
     elif ext == ".csv":
-        rows = _read_csv(path)
+        rows = _read_csv(path, encoding)
     else:
         raise PromptSetError(
             f"unsupported prompt file extension {path.suffix!r} ({path}); supported: {', '.join(SUPPORTED_EXTENSIONS)}"
@@ -495,6 +519,7 @@ def load_prompts(
     id_column: str | None = None,
     system: str | None = None,
     name: str | None = None,
+    encoding: str | None = None,
 ) -> PromptSet:
     """Load a prompt set.
 
@@ -520,6 +545,8 @@ def load_prompts(
         system: system prompt for every prompt (may use ``{column}`` placeholders, rendered per row);
             default: a ``system`` column if present, else none.
         name: the set's name (default: bundled name, file stem, ``"dataframe"`` or ``"prompts"``).
+        encoding: the text encoding of a CSV / JSONL / JSON file (default UTF-8, a byte-order mark accepted); a file
+            that does not decode raises PromptSetError naming the file, line and column.
 
     Returns:
         A :class:`PromptSet` in source order. Rows repeating an earlier prompt (same text and system) with
@@ -548,7 +575,7 @@ def load_prompts(
     elif isinstance(source, pd.DataFrame):
         rows = _rows_from_frame(source, name)
     elif isinstance(source, (str, os.PathLike)):
-        rows = _rows_from_name_or_path(source, name)
+        rows = _rows_from_name_or_path(source, name, encoding)
     elif isinstance(source, Sequence) and not isinstance(source, (bytes, bytearray)):
         rows = _rows_from_list(source, name)
     else:
@@ -568,7 +595,7 @@ def load_prompts(
     )
 
 
-def _rows_from_name_or_path(source: str | os.PathLike[str], name: str | None) -> _Rows:
+def _rows_from_name_or_path(source: str | os.PathLike[str], name: str | None, encoding: str | None = None) -> _Rows:
     text = os.fspath(source)
     path = Path(text).expanduser()
     looks_like_name = (
@@ -577,14 +604,14 @@ def _rows_from_name_or_path(source: str | os.PathLike[str], name: str | None) ->
     if looks_like_name:
         bundled = _bundled_path(text)
         if bundled is not None:
-            return _rows_from_path(bundled, name or text, f"bundled:{text}")
+            return _rows_from_path(bundled, name or text, f"bundled:{text}", encoding)
         if not path.exists():
             known = bundled_prompt_sets()
             raise PromptSetError(
                 f"unknown bundled prompt set {text!r}; known: {', '.join(known) or '(none)'} "
                 f"(in {datasets_dir()}); or pass a .csv/.jsonl/.json path, or a list of prompt strings"
             )
-    return _rows_from_path(path, name, str(path))
+    return _rows_from_path(path, name, str(path), encoding)
 
 
 def _pick(columns: list[str], explicit: str | None, defaults: Sequence[str], what: str, where: str) -> str | None:
@@ -669,6 +696,7 @@ def _build(
 
     prompts: list[Prompt] = []
     first_seen: dict[str, tuple[str, Prompt]] = {}
+    ids_seen: dict[str, tuple[str, Prompt]] = {}
     for label, row in rows.rows:
         if template is not None:
             for variable in needed:
@@ -708,6 +736,12 @@ def _build(
             vars=visible_vars,
             source_id=_optional_text(row.get(id_col)) if id_col else None,
         )
+        if prompt.source_id is not None:
+            same_id = ids_seen.get(prompt.source_id)
+            if same_id is not None and same_id[1].prompt_id != prompt.prompt_id:
+                raise PromptSetError(f"{same_id[0]} and {label} have the same id {prompt.source_id!r} but different "
+                                     "prompts (ids must name one prompt)")
+            ids_seen.setdefault(prompt.source_id, (label, prompt))
         earlier = first_seen.get(prompt.prompt_id)
         if earlier is not None:
             earlier_label, earlier_prompt = earlier

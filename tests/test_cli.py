@@ -71,3 +71,32 @@ def test_console_script_has_no_traceback(env):
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr and "missing.csv" in proc.stderr
+
+
+@pytest.mark.parametrize("argv", [["sql", "SELEC nonsense FROM"], ["sql", "SELECT * FROM no_such_table"]])
+def test_sql_errors_are_one_line_not_a_traceback(env, capsys, argv):
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("llmlab: error: ") and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+def test_report_onto_a_directory_is_one_line(env, sandbox, capsys, tmp_path):
+    assert main(["run", "quickstart", "-m", "sandbox/tiny", "--limit", "2"]) == 0
+    capsys.readouterr()
+    assert main(["report", "last", "-o", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("llmlab: error: ") and len(err.strip().splitlines()) == 1
+
+
+def test_debug_shows_the_traceback(env):
+    with pytest.raises(Exception):  # noqa: B017 - whatever DuckDB raises, --debug lets it through
+        main(["--debug", "sql", "SELEC nonsense"])
+
+
+def test_a_latin1_prompt_file_is_one_line_and_encoding_reads_it(env, sandbox, capsys, tmp_path):
+    path = tmp_path / "latin.csv"
+    path.write_bytes("prompt\ncaf\u00e9\n".encode("latin-1"))
+    assert main(["run", str(path), "-m", "sandbox/tiny", "--dry-run"]) == 2
+    err = capsys.readouterr().err
+    assert "latin.csv:2: not utf-8 text" in err and len(err.strip().splitlines()) == 1
+    assert main(["run", str(path), "-m", "sandbox/tiny", "--dry-run", "--encoding", "latin-1"]) == 0

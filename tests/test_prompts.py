@@ -482,3 +482,46 @@ def test_errors_are_value_errors():
     with pytest.raises(ValueError):
         load_prompts([])
     assert issubclass(PromptSetError, LLMLabError)
+
+
+# -- encodings, duplicate ids, unterminated quotes (one error naming the file and line) --------------------------
+def test_a_latin1_file_names_the_file_line_and_encoding(tmp_path):
+    from llmlab.errors import PromptSetError
+    from llmlab.prompts import load_prompts
+
+    for ext, body in ((".jsonl", '{"prompt": "ok"}\n{"prompt": "caf\u00e9 au lait"}\n'),
+                      (".csv", 'prompt\nok\ncaf\u00e9 au lait\n')):
+        path = tmp_path / f"latin{ext}"
+        path.write_bytes(body.encode("latin-1"))
+        with pytest.raises(PromptSetError, match=rf"latin\{ext}:\d: not utf-8 text .*Latin-1.*encoding='latin-1'"):
+            load_prompts(path)
+        ps = load_prompts(path, encoding="latin-1")
+        assert [p.text for p in ps] == ["ok", "caf\u00e9 au lait"]
+
+
+def test_a_utf8_byte_order_mark_is_accepted(tmp_path):
+    from llmlab.prompts import load_prompts
+
+    path = tmp_path / "bom.csv"
+    path.write_bytes("\ufeffprompt\nhello\n".encode())
+    assert [p.text for p in load_prompts(path)] == ["hello"]
+
+
+def test_two_rows_with_the_same_id_and_different_prompts_are_refused(tmp_path):
+    from llmlab.errors import PromptSetError
+    from llmlab.prompts import load_prompts
+
+    path = tmp_path / "ids.jsonl"
+    path.write_text('{"id": "q1", "prompt": "first"}\n{"id": "q2", "prompt": "x"}\n{"id": "q1", "prompt": "other"}\n')
+    with pytest.raises(PromptSetError, match=r"ids.jsonl:1 and .*ids.jsonl:3 have the same id 'q1'"):
+        load_prompts(path)
+
+
+def test_an_unterminated_csv_quote_is_an_error_naming_its_line(tmp_path):
+    from llmlab.errors import PromptSetError
+    from llmlab.prompts import load_prompts
+
+    path = tmp_path / "quote.csv"
+    path.write_text('prompt,category\nfine,a\n"never closed,b\nthird,c\nfourth,d\n')
+    with pytest.raises(PromptSetError, match=r"quote.csv:3: a quoted field .* never closed"):
+        load_prompts(path)
