@@ -55,6 +55,7 @@ soak: $(STAMP)
 	$(PY) benchmarks/soak.py
 
 bench: $(STAMP)
+	$(PY) benchmarks/fanout.py
 	$(PY) benchmarks/store_writes.py
 
 clean:
