@@ -7,7 +7,6 @@ map from the network; llmlab sets that variable unless the user already did (DES
 from __future__ import annotations
 
 import os
-import re
 from functools import lru_cache
 from typing import Any
 
@@ -16,9 +15,6 @@ __all__ = [
     "litellm_version",
     "redact",
 ]
-
-_SECRET_NAME = re.compile(r"(API_KEY|_KEY|_TOKEN|_SECRET|PASSWORD)$", re.IGNORECASE)
-
 
 @lru_cache(maxsize=1)
 def litellm() -> Any:
@@ -43,14 +39,7 @@ def litellm_version() -> str:
 
 
 def redact(text: str | None) -> str | None:
-    """Replace the value of every secret-looking environment variable (``*_API_KEY``, ``*_TOKEN``, ...) in ``text``.
+    """See :func:`llmlab.redaction.redact` (secrets, their fragments and encodings, key-shaped tokens)."""
+    from llmlab.redaction import redact as _redact
 
-    Error messages from providers and LiteLLM may echo request details; nothing llmlab stores, logs or shows may
-    contain a key value. Values shorter than 8 characters are left alone (too likely to collide with text).
-    """
-    if not text:
-        return text
-    for name, value in os.environ.items():
-        if value and len(value) >= 8 and _SECRET_NAME.search(name) and value in text:
-            text = text.replace(value, f"<{name} redacted>")
-    return text
+    return _redact(text)

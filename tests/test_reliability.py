@@ -260,3 +260,45 @@ def test_a_key_quoted_back_in_an_error_never_reaches_the_store(sandbox, monkeypa
         assert "LLMLAB_SANDBOX_API_KEY redacted" in row["error_message"]
     dump = llmlab.Store().sql("SELECT * FROM calls").to_csv()
     assert secret not in dump
+
+
+# -- secrets: altered, encoded and key-shaped forms never reach the store ----------------------------------
+CANARY = "sk-llmlab-canary-7f3b9c1d2e4a5b6c8d0e"
+
+
+@pytest.mark.parametrize("form", [
+    CANARY,                                           # verbatim
+    CANARY[:-1],                                      # without its last character
+    CANARY[3:],                                       # without the sk- prefix
+    CANARY[:14] + " " + CANARY[14:],                  # cut in two (each half still 12+ characters)
+    __import__("base64").b64encode(CANARY.encode()).decode(),
+    __import__("urllib.parse", fromlist=["quote"]).quote(CANARY, safe=""),
+])
+def test_redact_removes_a_configured_key_in_any_common_form(monkeypatch, form):
+    from llmlab.redaction import redact
+
+    monkeypatch.setenv("OPENAI_API_KEY", CANARY)
+    out = redact(f"error: invalid key {form!r} for this project")
+    assert "redacted" in out
+    for i in range(len(CANARY) - 11):
+        assert CANARY[i:i + 12] not in out
+    assert "error: invalid key" in out and "for this project" in out
+
+
+def test_key_shaped_tokens_are_redacted_even_when_not_configured():
+    from llmlab.redaction import redact
+
+    out = redact("auth header Bearer abcdefghijklmnop1234 and sk-ant-api03-ABCDEFGHIJKLMNOPQRST leaked")
+    assert "abcdefghijklmnop1234" not in out and "ABCDEFGHIJKLMNOPQRST" not in out
+    assert out.count("<key redacted>") == 2 and out.startswith("auth header ")
+
+
+def test_a_key_quoted_in_an_answer_is_never_stored(sandbox, monkeypatch):
+    monkeypatch.setenv("LLMLAB_SANDBOX_API_KEY", CANARY)
+    res = llmlab.run([f"SANDBOX_ECHO:my key is {CANARY[:-1]} and {CANARY}"], ["sandbox/fast"], progress=False,
+                     cache=False)
+    row = res.results.iloc[0]
+    assert row["status"] == "ok" and "my key is" in row["response"]
+    dump = llmlab.Store().sql("SELECT * FROM calls").to_csv()
+    for i in range(len(CANARY) - 11):
+        assert CANARY[i:i + 12] not in dump

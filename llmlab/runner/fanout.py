@@ -261,7 +261,8 @@ class _Fanout:
             in_tok = ll.token_counter(model=spec.litellm_model, messages=call.messages)
         if out_tok is None:
             out_tok = ll.token_counter(model=spec.litellm_model, text=text, count_response_tokens=True)
-        return {"response": text, "latency_ms": latency_ms, "ttft_ms": ttft_ms, "input_tokens": int(in_tok),
+        # a key echoed in an answer is never stored (the token counts above are of the real answer)
+        return {"response": redact(text), "latency_ms": latency_ms, "ttft_ms": ttft_ms, "input_tokens": int(in_tok),
                 "output_tokens": int(out_tok), "finish_reason": finish_reason,
                 "cost_usd": spec.cost_usd(int(in_tok), int(out_tok))}
 

@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from llmlab import _loop
-from llmlab._litellm import litellm_version
+from llmlab._litellm import litellm_version, redact
 from llmlab.store import Store, new_id
 
 log = logging.getLogger(__name__)
@@ -157,8 +157,9 @@ async def _arun_impl(the_plan: Plan, store: Store, *, name: str | None, tags: Se
         n_prompts=len(ps), n_calls_planned=the_plan.n_calls,
     )
     await asyncio.to_thread(store.add_prompts, [
-        {"run_id": run_id, "prompt_id": p.prompt_id, "category": p.category, "prompt": p.text,
-         "reference": p.reference, "scorer": p.scorer, "system": p.system or opts.system, "source_id": p.source_id}
+        {"run_id": run_id, "prompt_id": p.prompt_id, "category": p.category, "prompt": redact(p.text),
+         "reference": redact(p.reference), "scorer": p.scorer, "system": redact(p.system or opts.system),
+         "source_id": p.source_id}
         for p in ps
     ])
     if the_plan.completion is None:

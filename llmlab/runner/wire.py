@@ -158,6 +158,8 @@ def _make_transport_class() -> type:
                     wire.last_byte_at = now
                     wire.body_bytes += len(chunk)
                     yield chunk
+            except GeneratorExit:  # the reader stopped early (it had what it needed): not a broken body
+                raise
             except BaseException as exc:
                 wire.body_error = type(exc).__name__
                 raise
