@@ -53,7 +53,9 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--dry-run", action="store_true", help="show the plan and the estimated cost; call nothing")
     r.add_argument("--sandbox-seed", type=int, default=0)
 
-    sub.add_parser("runs", help="list runs, newest first")
+    rs = sub.add_parser("runs", help="list runs, newest first")
+    rs.add_argument("--limit", type=int, default=20, help="at most N runs (default 20; 0: all)")
+    _add_output_flags(rs)
 
     rep = sub.add_parser("report", help="write the self-contained HTML report of a run")
     rep.add_argument("run", nargs="?", default="last")
@@ -75,6 +77,7 @@ def _parser() -> argparse.ArgumentParser:
     sb.add_argument("--fault-rate", type=float, default=0.0)
 
     q = sub.add_parser("sql", help="run SQL against the store and print the result")
+    _add_output_flags(q)
     q.add_argument("query")
 
     sub.add_parser("models", help="known models, aliases and which provider keys are set (names only)")
@@ -85,8 +88,25 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _print_frame(frame) -> None:  # noqa: ANN001
+def _add_output_flags(p: argparse.ArgumentParser) -> None:
+    fmt = p.add_mutually_exclusive_group()
+    fmt.add_argument("--json", action="store_true", help="print JSON (one array of objects)")
+    fmt.add_argument("--csv", action="store_true", help="print CSV")
+
+
+def _print_frame(frame, args: argparse.Namespace | None = None, empty: str = "(no rows)") -> None:  # noqa: ANN001
+    """Print a DataFrame as a table, or as JSON / CSV when ``--json`` / ``--csv`` was given."""
     import pandas as pd
+
+    if args is not None and getattr(args, "json", False):
+        print(frame.to_json(orient="records", date_format="iso", default_handler=str))
+        return
+    if args is not None and getattr(args, "csv", False):
+        print(frame.to_csv(index=False), end="")
+        return
+    if len(frame) == 0:
+        print(empty)
+        return
 
     with pd.option_context("display.max_rows", 200, "display.max_columns", 50, "display.width", 200,
                            "display.max_colwidth", 60):
@@ -167,10 +187,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "run":
             return _cmd_run(args, store)
         if args.command == "runs":
-            _print_frame(store.runs())
+            runs = store.runs()
+            if args.limit:
+                runs = runs.head(args.limit)
+            _print_frame(runs, args, empty="no runs yet in " + str(store.path) + " (try: llmlab run quickstart)")
             return 0
         if args.command == "sql":
-            _print_frame(store.sql(args.query))
+            _print_frame(store.sql(args.query), args)
             return 0
         if args.command == "report":
             from llmlab.views.report import report_run

@@ -100,3 +100,26 @@ def test_a_latin1_prompt_file_is_one_line_and_encoding_reads_it(env, sandbox, ca
     err = capsys.readouterr().err
     assert "latin.csv:2: not utf-8 text" in err and len(err.strip().splitlines()) == 1
     assert main(["run", str(path), "-m", "sandbox/tiny", "--dry-run", "--encoding", "latin-1"]) == 0
+
+
+def test_runs_on_an_empty_store_says_so(env, capsys):
+    assert main(["runs"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("no runs yet") and "Empty DataFrame" not in out
+    assert main(["runs", "--json"]) == 0 and capsys.readouterr().out.strip() == "[]"
+
+
+def test_runs_and_sql_print_json_and_csv_with_a_limit(env, sandbox, capsys):
+    import json
+
+    for _ in range(2):
+        assert main(["run", "quickstart", "-m", "sandbox/tiny", "--limit", "1", "--no-cache"]) == 0
+    capsys.readouterr()
+    assert main(["runs", "--json", "--limit", "1"]) == 0
+    runs = json.loads(capsys.readouterr().out)
+    assert len(runs) == 1 and runs[0]["run_id"].startswith("r")
+    assert main(["runs", "--csv"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[0].startswith("run_id,") and len(lines) == 3
+    assert main(["sql", "SELECT count(*) AS n FROM calls", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == [{"n": 2}]
