@@ -49,7 +49,6 @@ __all__ = [
     "WireTransport",
     "aclose_http_clients",
     "counting_client",
-    "current_wire",
     "with_deadline",
     "warm_up",
 ]
@@ -132,11 +131,6 @@ class Wire:
 
 
 _wire: contextvars.ContextVar[Wire | None] = contextvars.ContextVar("llmlab_wire", default=None)
-
-
-def current_wire() -> Wire | None:
-    """The :class:`Wire` of the attempt running in this task, if any."""
-    return _wire.get()
 
 
 def _make_transport_class() -> type:

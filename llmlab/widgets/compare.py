@@ -40,7 +40,7 @@ from llmlab.widgets.cells import (
     frame_from_records,
     records_from_frame,
 )
-from llmlab.widgets.grid import grid_rows, status_match
+from llmlab.widgets.grid import grid_rows
 
 __all__ = [
     "CompareView",
@@ -383,8 +383,6 @@ class CompareView(W.VBox):
     def _visible_models(self) -> list[tuple[int, str]]:
         sel = self.filter_model.value
         return [(i, m) for i, m in enumerate(self.models) if sel in (ALL, None) or m == sel]
-
-    _status_match = staticmethod(status_match)
 
     def _compute_rows(self) -> list[dict[str, Any]]:
         return grid_rows(self._order, self._index, self._records, self._prompt_info,
