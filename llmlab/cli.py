@@ -113,10 +113,16 @@ def _print_frame(frame, args: argparse.Namespace | None = None, empty: str = "(n
         print(frame.to_string(index=False))
 
 
+# Run options as the CLI spells them (errors name the flag the user typed).
+_OPTION_FLAGS = {"temperature": "--temperature", "max_tokens": "--max-tokens", "samples": "--samples",
+                 "system": "--system", "concurrency": "--concurrency", "timeout_s": "--timeout",
+                 "budget_usd": "--budget", "fallbacks": "--fallback"}
+
+
 def _cmd_run(args: argparse.Namespace, store) -> int:  # noqa: ANN001
     from llmlab.models import SANDBOX_PREFIX, default_models, expand
     from llmlab.prompts import load_prompts
-    from llmlab.runner import RunOptions, check_budget, plan, run
+    from llmlab.runner import check_budget, options_from, plan, run
 
     models = expand(args.models) if args.models else default_models()
     fallbacks = {}
@@ -140,8 +146,9 @@ def _cmd_run(args: argparse.Namespace, store) -> int:  # noqa: ANN001
                  concurrency=args.concurrency, timeout_s=args.timeout, budget_usd=args.budget)
     opts = {k: v for k, v in given.items() if v is not None}
     opts.update(cache=not args.no_cache, fallbacks=fallbacks)
+    checked = options_from(_OPTION_FLAGS, **opts)  # the flags' names in any error, before anything runs
     if args.dry_run:
-        the_plan = plan(prompts, models, options=RunOptions(**opts), store=store)
+        the_plan = plan(prompts, models, options=checked, store=store)
         print(repr(the_plan))
         check_budget(the_plan, option="--budget")
         return 0

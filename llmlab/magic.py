@@ -67,16 +67,8 @@ _OPTION_FLAGS = {"temperature": "-t/--temperature", "max_tokens": "--max-tokens"
 
 
 def _options_error(exc: Exception) -> UsageError:
-    """A pydantic ValidationError of RunOptions as a one-line UsageError naming the magic's flag."""
-    try:
-        errs = exc.errors()  # type: ignore[attr-defined]
-        parts = []
-        for e in errs:
-            field = str(e.get("loc", ("?",))[0])
-            parts.append(f"{_OPTION_FLAGS.get(field, field)}: {e.get('msg', 'invalid value')}")
-        return UsageError("; ".join(parts))
-    except Exception:  # noqa: BLE001
-        return UsageError(_one_line(exc))
+    """An :class:`~llmlab.errors.OptionsError` (already naming the magic's flags) as a one-line UsageError."""
+    return UsageError(_one_line(exc))
 
 
 # -- argument parsing --------------------------------------------------------------------------------------------
@@ -335,9 +327,8 @@ class LLMMagics(Magics):
             raise UsageError(msg) from exc
 
     def _options(self, args: Any) -> Any:
-        from pydantic import ValidationError
-
-        from llmlab.runner import RunOptions
+        from llmlab.errors import OptionsError
+        from llmlab.runner import options_from
 
         opts: dict[str, Any] = {}
         for attr, field in (("temperature", "temperature"), ("max_tokens", "max_tokens"), ("samples", "samples"),
@@ -348,8 +339,8 @@ class LLMMagics(Magics):
         if args.no_cache:
             opts["cache"] = False
         try:
-            return RunOptions(**opts)
-        except ValidationError as exc:
+            return options_from(_OPTION_FLAGS, **opts)
+        except OptionsError as exc:
             raise _options_error(exc) from None
 
     def _execute(self, the_plan: Any, store: Any, *, name: str, tags: Sequence[str], args: Any,

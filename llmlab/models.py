@@ -1,9 +1,20 @@
-"""Model specs: LiteLLM model strings, the sandbox models, ``@aliases``, key checks (names only) and prices.
+"""Model specs: LiteLLM model strings, the sandbox models, ``@aliases``, registered endpoints, key checks (names only) and prices.
 
 A *model* here is what the user names: a LiteLLM model string (``openai/gpt-4o-mini``,
 ``anthropic/claude-3-5-haiku-20241022``, ``groq/llama-3.1-8b-instant``, ``openai/<name>`` with an ``api_base`` for an
 OpenAI-compatible local server), a sandbox model (``sandbox/frontier``, ``sandbox/balanced``, ``sandbox/fast``,
 ``sandbox/tiny``) or an alias (``@smart``, ``@fast``, ``@cheap``) that expands to one or more models.
+
+Any OpenAI-compatible endpoint (vLLM, Ollama, llama.cpp, a gateway) becomes a model under its own name with
+:func:`register_model` (its own ``api_base``, key variable and price; a price of 0 is allowed and shown as free),
+or from a YAML models file (:func:`load_models`, or ``LLMLAB_MODELS_FILE`` for the CLI and the magic)::
+
+    models:
+      - name: local/llama                 # what llmlab records and you pass to run(models=...)
+        model: openai/llama3              # the LiteLLM model string
+        api_base: http://localhost:11434/v1
+        api_key_env: null                 # a variable NAME, or null when the server needs no key
+        price_usd_per_mtok: [0, 0]        # input, output; omit for "unknown" (cost_usd NULL)
 
 Prices: sandbox models carry explicit prices (their profiles in :mod:`llmlab.sandbox`); real models are priced by
 LiteLLM's bundled model cost map (``litellm.cost_per_token``); :func:`set_price` overrides either. A model with no
@@ -14,6 +25,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -24,10 +36,11 @@ from llmlab.errors import MissingKeyError, ModelError
 log = logging.getLogger(__name__)
 
 SANDBOX_PREFIX = "sandbox/"
-from llmlab.settings import SANDBOX_API_BASE_ENV, SANDBOX_API_KEY_ENV  # noqa: E402
+from llmlab.settings import MODELS_FILE_ENV, SANDBOX_API_BASE_ENV, SANDBOX_API_KEY_ENV  # noqa: E402
 
 __all__ = [
     "DEFAULT_ALIASES",
+    "NO_KEY_PLACEHOLDER",
     "SANDBOX_MODELS",
     "SANDBOX_PREFIX",
     "ModelSpec",
@@ -35,11 +48,15 @@ __all__ = [
     "default_models",
     "expand",
     "key_status",
+    "load_models",
+    "register_model",
+    "registered_models",
     "reset_aliases",
     "resolve",
     "resolve_all",
     "set_alias",
     "set_price",
+    "unregister_model",
 ]
 
 SANDBOX_MODELS = ("sandbox/frontier", "sandbox/balanced", "sandbox/fast", "sandbox/tiny")
@@ -54,6 +71,11 @@ DEFAULT_ALIASES: dict[str, tuple[str, ...]] = {
 _aliases: dict[str, tuple[str, ...]] = dict(DEFAULT_ALIASES)
 _price_overrides: dict[str, tuple[float, float]] = {}
 _warned_unpriced: set[str] = set()
+# name -> the registration (see register_model); the models file named by LLMLAB_MODELS_FILE is read once.
+_registered: dict[str, dict[str, Any]] = {}
+_models_file_loaded: str | None = None
+# Sent as the key to a registered endpoint that needs none (the OpenAI client refuses an empty key). Not a secret.
+NO_KEY_PLACEHOLDER = "no-key-needed"
 
 
 @dataclass(frozen=True)
@@ -61,13 +83,16 @@ class ModelSpec:
     """One callable model.
 
     Attributes:
-        name: the model as llmlab records it (``sandbox/fast``, ``openai/gpt-4o-mini``).
+        name: the model as llmlab records it (``sandbox/fast``, ``openai/gpt-4o-mini``, a registered name).
         litellm_model: the string passed to ``litellm.acompletion`` (``openai/fast`` for ``sandbox/fast``).
         api_base: a fixed API base URL, or None (sandbox models read ``LLMLAB_SANDBOX_API_BASE`` at call time).
         key_env: names of the environment variables holding the provider key (names only, never values).
         input_cost_per_token, output_cost_per_token: USD per token, or None when unknown.
         sandbox: True for the local simulated provider.
         provider: LiteLLM's provider name (``openai``, ``anthropic``, ...).
+        extra: further keyword arguments for ``litellm.acompletion`` (registered models).
+        api_key_env: for a registered model, the variable holding its key (None: the endpoint needs none).
+        registered: made by :func:`register_model`.
     """
 
     name: str
@@ -79,6 +104,8 @@ class ModelSpec:
     output_cost_per_token: float | None = None
     sandbox: bool = False
     extra: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+    api_key_env: str | None = None
+    registered: bool = False
 
     def call_kwargs(self) -> dict[str, Any]:
         """Keyword arguments for ``litellm.acompletion`` that select this model (model, api_base, api_key).
@@ -95,6 +122,9 @@ class ModelSpec:
             kwargs["api_key"] = os.environ.get(SANDBOX_API_KEY_ENV, "sandbox")
         elif self.api_base:
             kwargs["api_base"] = self.api_base
+        if self.registered:
+            # The key's value is read here, at call time, and handed only to LiteLLM.
+            kwargs["api_key"] = (os.environ.get(self.api_key_env) or "") if self.api_key_env else NO_KEY_PLACEHOLDER
         kwargs.update(self.extra)
         return kwargs
 
@@ -135,11 +165,165 @@ def reset_aliases() -> None:
     _aliases.update(DEFAULT_ALIASES)
 
 
+def _check_price(model: str, input_usd_per_mtok: Any, output_usd_per_mtok: Any) -> tuple[float, float]:
+    try:
+        inp, out = float(input_usd_per_mtok), float(output_usd_per_mtok)
+    except (TypeError, ValueError):
+        raise ModelError(f"{model}: a price is two numbers, USD per million input and output tokens; got "
+                         f"{input_usd_per_mtok!r}, {output_usd_per_mtok!r}") from None
+    if not (inp >= 0 and out >= 0) or inp == float("inf") or out == float("inf"):
+        raise ModelError(f"{model}: prices must be finite and >= 0 USD per million tokens; got {inp}, {out}")
+    return inp / 1e6, out / 1e6
+
+
 def set_price(model: str, input_usd_per_mtok: float, output_usd_per_mtok: float) -> None:
-    """Override a model's price, in USD per million input / output tokens (both must be > 0)."""
-    if input_usd_per_mtok <= 0 or output_usd_per_mtok <= 0:
-        raise ModelError(f"{model}: prices must be > 0 USD per million tokens (a price of 0 counts as unset)")
-    _price_overrides[model] = (input_usd_per_mtok / 1e6, output_usd_per_mtok / 1e6)
+    """Override a model's price, in USD per million input / output tokens (each >= 0; ``0, 0`` means free).
+
+    Raises ModelError for a negative, infinite or non-numeric price.
+    """
+    _price_overrides[model] = _check_price(model, input_usd_per_mtok, output_usd_per_mtok)
+
+
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def register_model(name: str, litellm_model: str, *, api_base: str | None = None, api_key_env: str | None = None,
+                   price: tuple[float, float] | None = None, **litellm_params: Any) -> ModelSpec:
+    """Make an endpoint callable under its own name: ``register_model("local/llama", "openai/llama3",
+    api_base="http://localhost:11434/v1", price=(0, 0))``.
+
+    Args:
+        name: what llmlab records and what you pass as a model (not ``@...``, not ``sandbox/...``).
+        litellm_model: the LiteLLM model string sent (``openai/<served name>`` for any OpenAI-compatible server).
+        api_base: the endpoint's base URL (``http://`` or ``https://``); per model, unlike ``OPENAI_API_BASE``.
+        api_key_env: the NAME of the environment variable holding the key, read at call time; None for a server
+            that needs no key (a fixed placeholder is sent, since the OpenAI client refuses an empty one).
+        price: ``(input, output)`` in USD per million tokens, each >= 0; ``(0, 0)`` is free. None: unknown
+            (``cost_usd`` NULL and ``--budget`` refuses the run).
+        litellm_params: further ``litellm.acompletion`` arguments (``extra_headers``, ``timeout``, ...); never a key.
+
+    Returns the model's :class:`ModelSpec`. Registering a name again replaces it.
+
+    Raises ModelError naming the problem (bad name, URL, variable name, price, or a key passed as a value).
+    """
+    name = str(name or "").strip()
+    if not name or name.startswith("@") or name.startswith(SANDBOX_PREFIX) or "," in name:
+        raise ModelError(f"register_model: {name!r} cannot be a model name (not empty, no ',', not an @alias, "
+                         f"not under {SANDBOX_PREFIX})")
+    litellm_model = str(litellm_model or "").strip()
+    if "/" not in litellm_model:
+        raise ModelError(f"register_model({name!r}): the LiteLLM model must name its provider, e.g. "
+                         f"'openai/{litellm_model or 'llama3'}' for an OpenAI-compatible server")
+    if api_base is not None and not re.match(r"^https?://\S+$", str(api_base)):
+        raise ModelError(f"register_model({name!r}): api_base must be an http:// or https:// URL")
+    if api_key_env is not None and not _ENV_NAME.match(str(api_key_env)):
+        # Never echo the value: it may be a key pasted by mistake.
+        raise ModelError(f"register_model({name!r}): api_key_env is the NAME of an environment variable "
+                         "(e.g. 'LOCAL_LLM_KEY'), not the key itself")
+    for forbidden in ("api_key", "model", "api_base"):
+        if forbidden in litellm_params:
+            raise ModelError(f"register_model({name!r}): pass {forbidden!r} as "
+                             f"{'api_key_env (a variable name)' if forbidden == 'api_key' else 'an argument'}, "
+                             "not in litellm_params")
+    prices = None if price is None else _check_price(name, *_pair(name, price))
+    _registered[name] = {"litellm_model": litellm_model, "api_base": api_base, "api_key_env": api_key_env,
+                         "price": prices, "extra": dict(litellm_params)}
+    _warned_unpriced.discard(name)
+    return resolve(name, check_keys=False)
+
+
+def _pair(name: str, price: Any) -> tuple[Any, Any]:
+    if isinstance(price, (str, bytes)) or not hasattr(price, "__len__") or len(price) != 2:
+        raise ModelError(f"{name}: price is (input, output) USD per million tokens, e.g. (0, 0); got {price!r}")
+    return price[0], price[1]
+
+
+def unregister_model(name: str) -> None:
+    """Forget a registered model (no error if it was not registered)."""
+    _registered.pop(name, None)
+
+
+def registered_models() -> list[dict[str, Any]]:
+    """The registered models: ``[{"name", "litellm_model", "api_base", "api_key_env", "input_usd_per_mtok",
+    "output_usd_per_mtok"}]`` (prices None when unknown). Holds variable names only, never a key."""
+    out = []
+    for n, r in _registered.items():
+        p = r["price"]
+        out.append({"name": n, "litellm_model": r["litellm_model"], "api_base": r["api_base"],
+                    "api_key_env": r["api_key_env"], "input_usd_per_mtok": None if p is None else p[0] * 1e6,
+                    "output_usd_per_mtok": None if p is None else p[1] * 1e6})
+    return out
+
+
+_FILE_KEYS = {"name", "model", "api_base", "api_key_env", "price_usd_per_mtok", "litellm_params"}
+
+
+def load_models(path: str | os.PathLike[str]) -> list[str]:
+    """Register every model of a YAML models file (format in the module docstring); returns their names.
+
+    Raises ModelError naming the file, the entry (1-based) and the problem: unreadable file, not YAML, no
+    ``models:`` list, an unknown key, a missing ``name`` / ``model``, or anything :func:`register_model` refuses.
+    """
+    import yaml
+
+    p = os.fspath(path)
+    try:
+        with open(p, encoding="utf-8") as fh:
+            doc = yaml.safe_load(fh)
+    except OSError as exc:
+        raise ModelError(f"models file {p}: cannot read it ({exc.strerror or exc})") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark is not None else ""
+        raise ModelError(f"models file {p}{where}: not valid YAML") from None
+    entries = doc.get("models") if isinstance(doc, dict) else None
+    if not isinstance(entries, list):
+        raise ModelError(f"models file {p}: expected a top-level 'models:' list")
+    names: list[str] = []
+    for i, entry in enumerate(entries, 1):
+        where = f"models file {p}, entry {i}"
+        if not isinstance(entry, dict):
+            raise ModelError(f"{where}: expected a mapping with 'name' and 'model'")
+        unknown = sorted(set(entry) - _FILE_KEYS)
+        if unknown:
+            raise ModelError(f"{where}: unknown key{'s' if len(unknown) > 1 else ''} {', '.join(unknown)} "
+                             f"(known: {', '.join(sorted(_FILE_KEYS))})")
+        if not entry.get("name") or not entry.get("model"):
+            raise ModelError(f"{where}: 'name' and 'model' are required")
+        extra = entry.get("litellm_params") or {}
+        if not isinstance(extra, dict):
+            raise ModelError(f"{where}: litellm_params must be a mapping")
+        try:
+            register_model(str(entry["name"]), str(entry["model"]), api_base=entry.get("api_base"),
+                           api_key_env=entry.get("api_key_env"), price=entry.get("price_usd_per_mtok"), **extra)
+        except ModelError as exc:
+            raise ModelError(f"{where}: {exc}") from None
+        names.append(str(entry["name"]))
+    return names
+
+
+def _load_models_file_from_env() -> None:
+    global _models_file_loaded
+    path = os.environ.get(MODELS_FILE_ENV)
+    if path and path != _models_file_loaded:
+        _models_file_loaded = path
+        load_models(path)
+
+
+def _registered_spec(name: str, check_keys: bool) -> ModelSpec:
+    r = _registered[name]
+    var = r["api_key_env"]
+    if check_keys and var and not os.environ.get(var):
+        raise MissingKeyError(f"{name}: set the environment variable {var} before calling it (registered model)")
+    inp, out = _price_overrides.get(name) or r["price"] or (None, None)
+    if inp is None and name not in _warned_unpriced:
+        _warned_unpriced.add(name)
+        msg = f"llmlab: no price known for {name!r}; its cost_usd will be NULL (register it with price=(in, out))"
+        log.warning(msg)
+        warnings.warn(msg, stacklevel=3)
+    return ModelSpec(name=name, litellm_model=r["litellm_model"], provider=r["litellm_model"].split("/", 1)[0],
+                     api_base=r["api_base"], key_env=(var,) if var else (), input_cost_per_token=inp,
+                     output_cost_per_token=out, extra=dict(r["extra"]), api_key_env=var, registered=True)
 
 
 def expand(models: Iterable[str] | str) -> list[str]:
@@ -214,6 +398,9 @@ def resolve(model: str, *, api_base: str | None = None, check_keys: bool = True)
         raise ModelError(f"{model!r} is an alias: expand it first (llmlab.models.expand)")
     if model.startswith(SANDBOX_PREFIX):
         return _sandbox_spec(model)
+    _load_models_file_from_env()
+    if model in _registered:
+        return _registered_spec(model, check_keys)
     from llmlab._litellm import litellm
 
     ll = litellm()

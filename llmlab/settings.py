@@ -4,6 +4,8 @@
 ``LLMLAB_DB``                  the DuckDB store file (default ``$XDG_DATA_HOME/llmlab/llmlab.duckdb``,
                                i.e. ``~/.local/share/llmlab/llmlab.duckdb``)
 ``LLMLAB_MODELS``              comma-separated default models (default: the four sandbox models)
+``LLMLAB_MODELS_FILE``         a YAML models file (:func:`llmlab.load_models`) read before the first model is
+                               resolved: OpenAI-compatible endpoints with their ``api_base``, key variable, price
 ``LLMLAB_SANDBOX_API_BASE``    the sandbox's API base (set by ``ensure_sandbox``; read by exported configs as
                                ``os.environ/LLMLAB_SANDBOX_API_BASE``)
 ``LLMLAB_SANDBOX_API_KEY``     the key exported configs send to the sandbox (any value works)
@@ -28,6 +30,7 @@ __all__ = [
     "DATASETS_DIR_ENV",
     "DB_ENV",
     "MODELS_ENV",
+    "MODELS_FILE_ENV",
     "REPORTS_DIR_ENV",
     "ROUTELLM_DIR_ENV",
     "SANDBOX_API_BASE_ENV",
@@ -40,6 +43,7 @@ __all__ = [
 
 DB_ENV = "LLMLAB_DB"
 MODELS_ENV = "LLMLAB_MODELS"
+MODELS_FILE_ENV = "LLMLAB_MODELS_FILE"
 SANDBOX_API_BASE_ENV = "LLMLAB_SANDBOX_API_BASE"
 SANDBOX_API_KEY_ENV = "LLMLAB_SANDBOX_API_KEY"
 DATASETS_DIR_ENV = "LLMLAB_DATASETS_DIR"

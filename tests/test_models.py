@@ -63,8 +63,8 @@ def test_unknown_model_and_unpriced_model(monkeypatch):
     assert spec.cost_usd(10, 10) is None          # NULL, never a silent 0
     models.set_price("openai/my-finetune-xyz", 1.0, 2.0)
     assert models.resolve("openai/my-finetune-xyz").cost_usd(1_000_000, 1_000_000) == pytest.approx(3.0)
-    with pytest.raises(ModelError, match="> 0"):
-        models.set_price("openai/my-finetune-xyz", 0, 1)
+    with pytest.raises(ModelError, match=">= 0"):
+        models.set_price("openai/my-finetune-xyz", -1, 1)
 
 
 def test_all_problems_reported_at_once(monkeypatch):

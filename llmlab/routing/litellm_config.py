@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from llmlab.errors import RoutingError
-from llmlab.models import SANDBOX_API_BASE_ENV, SANDBOX_API_KEY_ENV, resolve
+from llmlab.models import NO_KEY_PLACEHOLDER, SANDBOX_API_BASE_ENV, SANDBOX_API_KEY_ENV, resolve
 
 __all__ = [
     "export_litellm_config",
@@ -70,6 +70,12 @@ def _deployment(model: str, *, public_name: str, tags: list[str], info: dict[str
     if spec.sandbox:
         params["api_base"] = f"os.environ/{SANDBOX_API_BASE_ENV}"
         params["api_key"] = f"os.environ/{SANDBOX_API_KEY_ENV}"
+    elif spec.registered:
+        # A registered endpoint: its own api_base and key variable (or the no-key placeholder), and its extras.
+        if spec.api_base:
+            params["api_base"] = spec.api_base
+        params["api_key"] = f"os.environ/{spec.api_key_env}" if spec.api_key_env else NO_KEY_PLACEHOLDER
+        params.update({k: v for k, v in spec.extra.items() if isinstance(v, (str, int, float, bool))})
     else:
         if spec.api_base:
             params["api_base"] = spec.api_base
@@ -77,9 +83,12 @@ def _deployment(model: str, *, public_name: str, tags: list[str], info: dict[str
         if env:
             params["api_key"] = f"os.environ/{env}"
     params["tags"] = tags
-    if not spec.priced or not spec.input_cost_per_token or not spec.output_cost_per_token:
-        raise RoutingError(f"{model}: no non-zero price known; set one with llmlab.set_price before exporting "
-                           "(LiteLLM treats a price of 0 as unset)")
+    if not spec.priced:
+        raise RoutingError(f"{model}: no price known; set one with llmlab.set_price (or register_model(..., "
+                           "price=(0, 0)) for a free model) before exporting")
+    if not spec.registered and (not spec.input_cost_per_token or not spec.output_cost_per_token):
+        raise RoutingError(f"{model}: a price of 0 for a provider model is refused (LiteLLM treats 0 as unset and "
+                           "would bill its own map price); register a free local endpoint with register_model")
     params["input_cost_per_token"] = float(spec.input_cost_per_token)
     params["output_cost_per_token"] = float(spec.output_cost_per_token)
     return {"model_name": public_name, "litellm_params": params,

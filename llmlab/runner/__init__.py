@@ -23,7 +23,7 @@ from llmlab.routing.litellm_config import fallbacks_from_config
 from llmlab.runner.fanout import RunStats
 from llmlab.runner.handle import RunHandle, RunResult, arun, execute, run, start
 from llmlab.runner.limits import RateLimiter
-from llmlab.runner.options import RunOptions
+from llmlab.runner.options import RunOptions, options_from
 from llmlab.runner.plan import (
     Plan,
     PlannedCall,
@@ -46,7 +46,7 @@ from llmlab.runner.writer import BatchWriter
 
 __all__ = [
     "NON_RETRYABLE_STATUS", "RETRYABLE_STATUS", "BatchWriter", "MalformedResponseError", "Plan", "PlannedCall",
-    "RateLimiter", "RunHandle", "RunOptions", "RunResult", "RunStats", "StreamCutError", "aclose_http_clients",
+    "RateLimiter", "RunHandle", "RunOptions", "RunResult", "RunStats", "StreamCutError", "aclose_http_clients", "options_from",
     "arun", "build_messages", "cache_key", "check_budget", "classify_error", "execute", "fallbacks_from_config", "plan", "prepare",
     "retry_after_s", "run", "start",
 ]

@@ -312,7 +312,7 @@ def run(prompts: Any, models: Iterable[str] | str | None = None, *, name: str | 
     recorded (cancelled ones as ``error_type = 'cancelled'`` rows), the run is marked cancelled and the interrupt
     propagates.
 
-    Raises PromptSetError, ModelError, MissingKeyError, BudgetError, pydantic.ValidationError (bad option).
+    Raises PromptSetError, ModelError, MissingKeyError, BudgetError, OptionsError (a bad or unknown option).
     """
     the_plan = prepare(prompts, models, store=store, template=template, category_column=category_column, **options)
     return execute(the_plan, name=name, tags=tags, progress=progress, on_result=on_result, on_delta=on_delta,

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import difflib
 import logging
 import os
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from llmlab.errors import OptionsError
 
 log = logging.getLogger(__name__)
 from llmlab.routing.litellm_config import fallbacks_from_config
 
 __all__ = [
     "RunOptions",
+    "options_from",
 ]
 
 
@@ -90,3 +94,41 @@ class RunOptions(BaseModel):
         p.update(self.extra_params)
         return p
 
+
+
+def options_from(_flags: dict[str, str] | None = None, **options: Any) -> RunOptions:
+    """Validate run options into :class:`RunOptions`, with errors in llmlab's one voice.
+
+    ``_flags`` maps an option to the name the user typed (``{"timeout_s": "--timeout"}`` for the CLI and the
+    magic), so every surface reports the same mistake with the same one-line message.
+
+    Raises :class:`~llmlab.errors.OptionsError` (a ``ValueError``) naming every bad option: an unknown name with
+    the closest known one (``unknown option 'temprature' (did you mean 'temperature'?)``), or a bad value with
+    what is accepted and what was given. ``exc.problems`` holds ``[(option, message)]``.
+    """
+    try:
+        return RunOptions(**options)
+    except ValidationError as exc:
+        raise _translate(exc, _flags or {}) from None
+
+
+def _translate(exc: ValidationError, flags: dict[str, str]) -> OptionsError:
+    known = sorted(RunOptions.model_fields)
+    problems: list[tuple[str, str]] = []
+    for e in exc.errors():
+        loc = [str(x) for x in e.get("loc", ()) if not str(x).startswith("function-")]
+        field = loc[0] if loc else "?"
+        shown = flags.get(field, field)
+        if e.get("type") == "extra_forbidden":
+            close = difflib.get_close_matches(field, known, n=1)
+            hint = f" (did you mean {flags.get(close[0], close[0])!r}?)" if close else ""
+            problems.append((field, f"unknown option {shown!r}{hint}; run options: {', '.join(known)}"))
+            continue
+        msg = str(e.get("msg", "invalid value")).removeprefix("Value error, ")
+        where = ".".join([shown, *loc[1:]]) if len(loc) > 1 else shown
+        got = e.get("input")
+        got_text = "" if isinstance(got, dict) else f" (got {got!r})"
+        problems.append((field, f"{where}: {msg}{got_text}"))
+    err = OptionsError("; ".join(m for _, m in problems))
+    err.problems = problems  # type: ignore[attr-defined]
+    return err

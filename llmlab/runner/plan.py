@@ -15,7 +15,7 @@ from llmlab.models import ModelSpec, expand, resolve_all
 from llmlab.store import Store, new_id
 
 log = logging.getLogger(__name__)
-from llmlab.runner.options import RunOptions
+from llmlab.runner.options import RunOptions, options_from
 
 __all__ = [
     "Plan",
@@ -217,10 +217,10 @@ def prepare(prompts: Any, models: Iterable[str] | str | None = None, *, store: S
 
     The returned :class:`Plan` carries its store; give it to :func:`execute` (blocking) or :func:`start`
     (non-blocking). ``completion``: a stand-in for ``litellm.acompletion`` (the fan-out's unit seam, for tests).
-    Raises PromptSetError, ModelError, MissingKeyError, BudgetError, pydantic.ValidationError.
+    Raises PromptSetError, ModelError, MissingKeyError, BudgetError, OptionsError (a bad or unknown option).
     """
     store = store or Store()
-    opts = RunOptions(**options)
+    opts = options_from(**options)
     the_plan = plan(prompts, models, options=opts, store=store, template=template, category_column=category_column)
     the_plan.completion = completion
     check_budget(the_plan)

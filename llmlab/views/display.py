@@ -225,12 +225,13 @@ def fmt_ms(v: Any) -> str:
 
 
 def fmt_usd(v: Any) -> str:
-    """US dollars for display with enough digits for tiny per-call costs: ``$0.000123``; ``price unknown``."""
+    """US dollars for display with enough digits for tiny per-call costs: ``$0.000123``; ``free`` for exactly 0
+    (a free model, or a cache hit); ``price unknown`` for NULL."""
     x = _num(v)
     if x is None:
         return "price unknown"
     if x == 0:
-        return "$0"
+        return "free"
     return f"${x:.6f}" if x < 0.01 else f"${x:.4f}"
 
 

@@ -92,6 +92,8 @@ def _fmt(v: Any, spec: str, unit: str = "", missing: str = "–") -> str:
 def _fmt_usd(v: Any, missing: str = "unknown price") -> str:
     if _isnan(v):
         return missing
+    if float(v) == 0:
+        return "free"
     return "$" + format(float(v), ",.4f")
 
 

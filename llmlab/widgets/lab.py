@@ -265,7 +265,7 @@ class Lab(W.VBox):
     def estimate(self) -> Any:
         """Plan the chosen run without calling anything; show and return the :class:`llmlab.runner.Plan`.
 
-        Raises PromptSetError, ModelError, MissingKeyError, BudgetError, pydantic.ValidationError.
+        Raises PromptSetError, ModelError, MissingKeyError, BudgetError, OptionsError.
         """
         the_plan, _store = self._prepare()
         est = the_plan.estimate_cost_usd()
