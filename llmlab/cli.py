@@ -57,6 +57,11 @@ def _parser() -> argparse.ArgumentParser:
     rs.add_argument("--limit", type=int, default=20, help="at most N runs (default 20; 0: all)")
     _add_output_flags(rs)
 
+    sh = sub.add_parser("show", help="a run's summary per model (quality with its 95%% interval, latency, cost)")
+    sh.add_argument("run", nargs="?", default=None, help="run id, name or 'latest' (default: the latest run)")
+    sh.add_argument("--by", default="model", help="group by: model, or model,category (default model)")
+    _add_output_flags(sh)
+
     rep = sub.add_parser("report", help="write the self-contained HTML report of a run")
     rep.add_argument("run", nargs="?", default="last")
     rep.add_argument("-o", "--output", help="HTML path (default reports/<run>.html)")
@@ -96,7 +101,6 @@ def _add_output_flags(p: argparse.ArgumentParser) -> None:
 
 def _print_frame(frame, args: argparse.Namespace | None = None, empty: str = "(no rows)") -> None:  # noqa: ANN001
     """Print a DataFrame as a table, or as JSON / CSV when ``--json`` / ``--csv`` was given."""
-    import pandas as pd
 
     if args is not None and getattr(args, "json", False):
         print(frame.to_json(orient="records", date_format="iso", default_handler=str))
@@ -108,10 +112,14 @@ def _print_frame(frame, args: argparse.Namespace | None = None, empty: str = "(n
         print(empty)
         return
 
-    with pd.option_context("display.max_rows", 200, "display.max_columns", 50, "display.width", 200,
-                           "display.max_colwidth", 60):
-        print(frame.to_string(index=False))
+    from llmlab.views.terminal import render_table
 
+    print(render_table(frame), end="")
+
+
+# `llmlab runs` as a table (--json / --csv give every column)
+_RUNS_TABLE_COLUMNS = ("run_id", "name", "status", "n_calls", "n_error", "cost_usd", "created_at_utc", "models",
+                       "source")
 
 # Run options as the CLI spells them (errors name the flag the user typed).
 _OPTION_FLAGS = {"temperature": "--temperature", "max_tokens": "--max-tokens", "samples": "--samples",
@@ -153,8 +161,11 @@ def _cmd_run(args: argparse.Namespace, store) -> int:  # noqa: ANN001
         check_budget(the_plan, option="--budget")
         return 0
     res = run(prompts, models, name=args.name, tags=args.tag, store=store, **opts)
-    print(repr(res))
+    print(res.headline(store=False))
+    if len(res.results):
+        _print_frame(res.brief_summary())
     print(f"run_id: {res.run_id}")
+    print(f"store: {store.path}")
     return 0
 
 
@@ -197,7 +208,22 @@ def main(argv: Sequence[str] | None = None) -> int:
             runs = store.runs()
             if args.limit:
                 runs = runs.head(args.limit)
+            if not (args.json or args.csv):  # a person reads the table: the columns that tell runs apart first
+                runs = runs[[c for c in _RUNS_TABLE_COLUMNS if c in runs.columns]]
             _print_frame(runs, args, empty="no runs yet in " + str(store.path) + " (try: llmlab run quickstart)")
+            return 0
+        if args.command == "show":
+            from llmlab.analysis import summarize
+            from llmlab.views.terminal import summary_for_terminal
+
+            run_id = store.resolve_run(args.run)
+            by = tuple(b.strip() for b in args.by.split(",") if b.strip())
+            summary = summarize(store.results(run_id), by=by)
+            meta = store.run(run_id)
+            if not (args.json or args.csv):
+                print(f"run {run_id}: {meta.get('name') or ''} ({meta.get('status')})")
+                summary = summary_for_terminal(summary)
+            _print_frame(summary, args, empty=f"run {run_id} has no calls")
             return 0
         if args.command == "sql":
             _print_frame(store.sql(args.query), args)

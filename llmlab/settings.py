@@ -12,6 +12,7 @@
 ``LLMLAB_DATASETS_DIR``        where bundled prompt sets are read (default: the repository's ``datasets/``)
 ``LLMLAB_ROUTELLM_DIR``        RouteLLM's recorded results (default ``../shared/data/routellm``)
 ``LLMLAB_REPORTS_DIR``         where the demo writes its reports (default ``reports/``)
+``LLMLAB_PROGRESS_INTERVAL_S``  seconds between progress lines when stderr is not a terminal (default 10)
 ``LITELLM_LOCAL_MODEL_COST_MAP``  set to ``True`` by llmlab unless the user set it (LiteLLM's bundled price map,
                                no network at import)
 =============================  ==============================================================================
@@ -31,6 +32,7 @@ __all__ = [
     "DB_ENV",
     "MODELS_ENV",
     "MODELS_FILE_ENV",
+    "PROGRESS_INTERVAL_ENV",
     "REPORTS_DIR_ENV",
     "ROUTELLM_DIR_ENV",
     "SANDBOX_API_BASE_ENV",
@@ -49,6 +51,7 @@ SANDBOX_API_KEY_ENV = "LLMLAB_SANDBOX_API_KEY"
 DATASETS_DIR_ENV = "LLMLAB_DATASETS_DIR"
 ROUTELLM_DIR_ENV = "LLMLAB_ROUTELLM_DIR"
 REPORTS_DIR_ENV = "LLMLAB_REPORTS_DIR"
+PROGRESS_INTERVAL_ENV = "LLMLAB_PROGRESS_INTERVAL_S"
 
 
 def default_store_path() -> Path:

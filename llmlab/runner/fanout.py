@@ -57,6 +57,9 @@ class RunStats:
     cancelled: bool = False
     requests: int = 0
     queued_s: float = 0.0
+    #: final rows per planned model (a fallback's answer counts for the model that was planned)
+    done_by_model: dict[str, int] = field(default_factory=dict)
+    errors_by_model: dict[str, int] = field(default_factory=dict)
 
     def eta_s(self) -> float | None:
         issued = self.done - self.cached
@@ -137,10 +140,13 @@ class _Fanout:
         self.writer.add(row, scores)
         s = self.stats
         s.done += 1
+        model = row["model"]
+        s.done_by_model[model] = s.done_by_model.get(model, 0) + 1
         if row["status"] == "ok":
             s.ok += 1
         else:
             s.error += 1
+            s.errors_by_model[model] = s.errors_by_model.get(model, 0) + 1
             key = row["error_type"] or "error"
             s.errors_by_type[key] = s.errors_by_type.get(key, 0) + 1
         if row["cached"]:

@@ -5,18 +5,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import sys
-import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from llmlab import _loop
 from llmlab._litellm import litellm_version, redact
-from llmlab.store import Store, new_id
+from llmlab.store import Store, new_id, utc_now
 
 log = logging.getLogger(__name__)
 from llmlab.runner.fanout import RunStats, _Fanout
 from llmlab.runner.plan import Plan, prepare
+from llmlab.runner.progress import Progress
 from llmlab.runner.wire import warm_up
 
 __all__ = [
@@ -77,17 +76,32 @@ class RunResult:
 
         return report_run(self.run_id, path, store=self.store, **kwargs)
 
-    def __repr__(self) -> str:
+    def headline(self, *, store: bool = True) -> str:
+        """``<llmlab run ID: N calls, K ok, E errors, store PATH>`` (without the store when ``store=False``)."""
         df = self.results
         n_ok = int((df["status"] == "ok").sum()) if len(df) else 0
-        head = f"<llmlab run {self.run_id}: {len(df)} calls, {n_ok} ok, {len(df) - n_ok} errors, store {self.store.path}>"
-        if not len(df):
+        where = f", store {self.store.path}" if store else ""
+        return f"<llmlab run {self.run_id}: {len(df)} calls, {n_ok} ok, {len(df) - n_ok} errors{where}>"
+
+    #: the summary columns a plain-text view shows (repr, the CLI)
+    BRIEF_COLUMNS = ("model", "n", "quality", "latency_p50_ms", "latency_p95_ms", "cost_per_1k_prompts_usd",
+                     "error_rate")
+
+    def brief_summary(self) -> Any:
+        """The per-model summary restricted to :attr:`BRIEF_COLUMNS` (a DataFrame)."""
+        summ = self.summary()
+        return summ[[c for c in self.BRIEF_COLUMNS if c in summ.columns]]
+
+    def __repr__(self) -> str:
+        import shutil
+
+        head = self.headline()
+        if not len(self.results):
             return head
         try:
-            summ = self.summary()
-            cols = [c for c in ("model", "n", "quality", "latency_p50_ms", "latency_p95_ms", "cost_per_1k_prompts_usd",
-                                "error_rate") if c in summ.columns]
-            return head + "\n" + summ[cols].to_string(index=False, float_format=lambda x: f"{x:.4g}")
+            width = shutil.get_terminal_size((120, 24)).columns
+            return head + "\n" + self.brief_summary().to_string(index=False, float_format=lambda x: f"{x:.4g}",
+                                                                line_width=width)
         except Exception:  # noqa: BLE001 - a repr must not fail
             return head
 
@@ -97,49 +111,19 @@ class RunResult:
         return f"<pre>{html.escape(repr(self))}</pre>"
 
 
-class _Progress:
-    """Progress from the *waiting* thread: a display handle in Jupyter, a carriage-return line on a terminal."""
+def _progress(enabled: bool | str, the_plan: Plan) -> Progress:
+    planned: dict[str, int] = {}
+    for c in the_plan.calls:
+        planned[c.spec.name] = planned.get(c.spec.name, 0) + 1
+    return Progress(enabled, models=[s.name for s in the_plan.specs], planned_by_model=planned)
 
-    def __init__(self, enabled: bool) -> None:
-        self.enabled = enabled
-        self.handle: Any = None
-        self.last = 0.0
-        self.kernel = False
-        if enabled:
-            try:
-                from IPython import get_ipython
 
-                ip = get_ipython()
-                self.kernel = ip is not None and getattr(ip, "kernel", None) is not None
-            except Exception:  # noqa: BLE001
-                self.kernel = False
-
-    def update(self, stats: RunStats, final: bool = False) -> None:
-        if not self.enabled:
-            return
-        now = time.monotonic()
-        if not final and now - self.last < 0.25:
-            return
-        self.last = now
-        text = stats.line()
-        if self.kernel:
-            import html
-
-            from IPython.display import display
-
-            pct = 100 * stats.done / max(1, stats.planned)
-            bundle = {"text/plain": text, "text/html": (
-                f'<div><progress value="{pct:.0f}" max="100" style="width:40%"></progress> '
-                f"<code>{html.escape(text)}</code></div>")}
-            if self.handle is None:
-                self.handle = display(bundle, raw=True, display_id=True)
-            else:
-                self.handle.update(bundle, raw=True)
-        elif sys.stderr.isatty():
-            sys.stderr.write("\r" + text + ("\n" if final else ""))
-            sys.stderr.flush()
-        elif final:
-            log.info(text)
+def run_name(prompt_set: str, models: Sequence[str]) -> str:
+    """A run's automatic name, telling runs apart: ``quickstart · frontier, tiny · 2026-12-02 15:51`` (up to
+    three model short names, else ``N models``; the UTC minute the run started)."""
+    short = [m.rsplit("/", 1)[-1] for m in models]
+    who = ", ".join(short) if 0 < len(short) <= 3 else f"{len(short)} models"
+    return f"{prompt_set} · {who} · {utc_now():%Y-%m-%d %H:%M}"
 
 
 async def _arun_impl(the_plan: Plan, store: Store, *, name: str | None, tags: Sequence[str],
@@ -151,7 +135,7 @@ async def _arun_impl(the_plan: Plan, store: Store, *, name: str | None, tags: Se
 
     run_id = run_id or new_id("r")
     await asyncio.to_thread(
-        store.create_run, run_id=run_id, name=name or f"{ps.name} × {len(the_plan.specs)} models", prompt_set=ps.name,
+        store.create_run, run_id=run_id, name=name or run_name(ps.name, [s.name for s in the_plan.specs]), prompt_set=ps.name,
         models=[s.name for s in the_plan.specs], params=opts.model_dump(), tags=list(tags),
         llmlab_version=__version__, litellm_version=litellm_version(), sandbox=any(s.sandbox for s in the_plan.specs),
         n_prompts=len(ps), n_calls_planned=the_plan.n_calls,
@@ -267,7 +251,7 @@ def execute(the_plan: Plan, *, store: Store | None = None, name: str | None = No
     """
     handle = RunHandle(the_plan, store=store, name=name, tags=tags, run_id=run_id, on_result=on_result,
                        on_delta=on_delta)
-    prog = _Progress(progress)
+    prog = _progress(progress, the_plan)
 
     def tick() -> None:
         stats = handle.stats
@@ -277,7 +261,12 @@ def execute(the_plan: Plan, *, store: Store | None = None, name: str | None = No
         if on_tick is not None:
             on_tick(stats, handle.partial)
 
-    result = _loop.run_sync(handle.coroutine(), on_tick=tick)
+    try:
+        result = _loop.run_sync(handle.coroutine(), on_tick=tick)
+    except BaseException:
+        if handle.stats is not None:  # an interrupt: close the display with what was done
+            prog.update(handle.stats, final=True)
+        raise
     if result.stats is not None:
         prog.update(result.stats, final=True)
     return result
@@ -297,7 +286,8 @@ def run(prompts: Any, models: Iterable[str] | str | None = None, *, name: str | 
         models: LiteLLM model strings, sandbox models and ``@aliases`` (default: ``LLMLAB_MODELS`` or the sandbox).
         name, tags: labels for the run.
         template, category_column: fill ``template`` per row; take categories from that column.
-        progress: show a progress line (a display in Jupyter) updated from the calling thread.
+        progress: show live progress from the calling thread (:class:`llmlab.runner.progress.Progress`: a display
+            in Jupyter, a rich bar per model on a terminal, periodic plain lines otherwise); or a mode name.
         on_result(row): called on llmlab's loop thread with each final row (change widget traits there; do not
             print or display); the row carries ``auto_score`` (the deterministic score, or None).
             on_delta(call_id, text_piece): called on the loop thread with each new piece of a
@@ -332,7 +322,7 @@ async def arun(prompts: Any, models: Iterable[str] | str | None = None, *, name:
     the_plan = await asyncio.to_thread(prepare, prompts, models, store=store, template=template,
                                        category_column=category_column, **options)
     handle = RunHandle(the_plan, name=name, tags=tags, on_result=on_result, on_delta=on_delta)
-    prog = _Progress(progress)
+    prog = _progress(progress, the_plan)
 
     def tick() -> None:
         if handle.stats is not None:
