@@ -34,11 +34,14 @@ def ensure_kernelspec() -> str:
 
 
 def execute_notebook(path: str | os.PathLike[str], *, output: str | os.PathLike[str] | None = None,
-                     timeout_s: int = 600, env: dict[str, str] | None = None, cwd: str | None = None) -> Any:
+                     timeout_s: int = 600, env: dict[str, str] | None = None, cwd: str | None = None,
+                     hooks: dict[str, Any] | None = None) -> Any:
     """Execute a notebook in a fresh kernel (nbclient) and return the executed ``nbformat`` node.
 
-    ``env`` entries are set in this process's environment for the kernel to inherit. Raises
-    ``nbclient.exceptions.CellExecutionError`` when a cell fails (the notebook is written to ``output`` first).
+    ``env`` entries are set in this process's environment for the kernel to inherit. ``hooks``: nbclient's
+    ``on_notebook_start`` / ``on_cell_start`` / ``on_cell_executed`` / ... callables (the demo prints its steps
+    with them). Raises ``nbclient.exceptions.CellExecutionError`` when a cell fails (the notebook is written to
+    ``output`` first).
     """
     import nbformat
     from nbclient import NotebookClient
@@ -47,7 +50,7 @@ def execute_notebook(path: str | os.PathLike[str], *, output: str | os.PathLike[
         os.environ.update(env)
     nb = nbformat.read(str(path), as_version=4)
     client = NotebookClient(nb, timeout=timeout_s, kernel_name=ensure_kernelspec(),
-                            resources={"metadata": {"path": cwd or str(Path(path).parent)}})
+                            resources={"metadata": {"path": cwd or str(Path(path).parent)}}, **(hooks or {}))
     try:
         client.execute()
     finally:

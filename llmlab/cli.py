@@ -25,6 +25,13 @@ def _default(field: str) -> object:
     return RunOptions.model_fields[field].default
 
 
+def _routing_default(field: str) -> object:
+    """A routing setting's default, from :data:`llmlab.routing.table.ROUTING_DEFAULTS` (one home)."""
+    from llmlab.routing.table import ROUTING_DEFAULTS
+
+    return ROUTING_DEFAULTS[field]
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="llmlab", description="Evaluate and choose LLMs: fan-out, record, analyse, route.")
     p.add_argument("--debug", action="store_true", help="show the Python traceback of an error")
@@ -69,10 +76,11 @@ def _parser() -> argparse.ArgumentParser:
     ro = sub.add_parser("route", help="derive the routing table of a run and export it as a LiteLLM config")
     ro.add_argument("run", nargs="?", default="last")
     ro.add_argument("--export", help="write the LiteLLM proxy config.yaml here")
-    ro.add_argument("--tolerance", type=float, default=0.02, help="quality tolerance from the best (0..1)")
+    ro.add_argument("--tolerance", type=float, default=_routing_default("tolerance"),
+                    help=f"quality tolerance from the best (0..1; default {_routing_default('tolerance')})")
     ro.add_argument("--min-quality", type=float)
     ro.add_argument("--max-p95-ms", type=float)
-    ro.add_argument("--min-n", type=int, default=5)
+    ro.add_argument("--min-n", type=int, default=_routing_default("min_n"))
 
     sb = sub.add_parser("sandbox", help="run the local sandbox provider server until Ctrl-C")
     sb.add_argument("--port", type=int, default=8765)

@@ -20,6 +20,7 @@ from llmlab.errors import RoutingError
 
 __all__ = [
     "DEFAULT_CATEGORY",
+    "ROUTING_DEFAULTS",
     "TABLE_COLUMNS",
     "backtest",
     "project",
@@ -98,8 +99,15 @@ def _choose(rows: Any, *, tolerance: float | None, min_quality: float | None, ma
     }
 
 
-def routing_table(results: Any, *, tolerance: float | None = 0.02, min_quality: float | None = None,
-                  max_latency_p95_ms: float | None = None, min_n: int = 5, max_fallbacks: int = 2,
+#: The routing settings every surface starts from (this function, the report, the widgets' routing tab, the CLI),
+#: so one run shows one table wherever it is looked at.
+ROUTING_DEFAULTS: dict[str, Any] = {"tolerance": 0.02, "min_quality": None, "max_latency_p95_ms": None, "min_n": 5,
+                                    "max_fallbacks": 2}
+
+
+def routing_table(results: Any, *, tolerance: float | None = ROUTING_DEFAULTS["tolerance"],
+                  min_quality: float | None = None, max_latency_p95_ms: float | None = None,
+                  min_n: int = ROUTING_DEFAULTS["min_n"], max_fallbacks: int = ROUTING_DEFAULTS["max_fallbacks"],
                   models: Iterable[str] | None = None) -> Any:
     """Derive a routing table from a results frame (:meth:`Store.results`: needs ``model, category, quality,
     latency_ms, cost_usd, status`` and the other columns :func:`llmlab.analysis.summarize` reads).
@@ -117,7 +125,8 @@ def routing_table(results: Any, *, tolerance: float | None = 0.02, min_quality: 
     Returns a DataFrame with columns ``category, model, quality, quality_ci_low, quality_ci_high, n,
     latency_p95_ms, cost_per_1k_prompts_usd (USD), error_rate, fallbacks (list of models), reason``: one row per
     category with enough data, then the ``default`` row. When no model meets the targets in a category, the row
-    holds the best-quality model and says so in ``reason``.
+    holds the best-quality model and says so in ``reason``. ``table.attrs["routing_settings"]`` holds the settings
+    used (``tolerance, min_quality, max_latency_p95_ms, min_n, max_fallbacks``), which the report states.
 
     Raises RoutingError when there are no results, no categories or no quality scores.
     """
@@ -144,7 +153,9 @@ def routing_table(results: Any, *, tolerance: float | None = 0.02, min_quality: 
     if default is None:
         raise RoutingError("no model has a scored call: cannot choose a default route")
     rows.append(default)
-    return pd.DataFrame(rows, columns=list(TABLE_COLUMNS))
+    table = pd.DataFrame(rows, columns=list(TABLE_COLUMNS))
+    table.attrs["routing_settings"] = dict(kw)
+    return table
 
 
 def route_for(table: Any, category: str | None) -> str:

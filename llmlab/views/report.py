@@ -191,6 +191,10 @@ def _routing_section(table: pd.DataFrame | None, projection: Mapping[str, Any] |
                          "" if _isnan(r.get("n")) else r.get("n"), _fmt(r.get("latency_p95_ms"), ",.0f", " ms"),
                          _fmt_usd(r.get("cost_per_1k_prompts_usd")), fallbacks or "", r.get("reason") or ""])
         body += _table(headers, rows, numeric=[False, False, True, False, True, True, True, False, False])
+        settings = table.attrs.get("routing_settings")
+        if settings:
+            shown = ", ".join(f"{k} = {'none' if v is None else v}" for k, v in settings.items())
+            body += f'<p class="routing-settings">Settings of this table: {_e(shown)}.</p>'
     return _section("routing", "Routing table", body,
                     "Which model each task category is sent to, and the cost and quality this table would have "
                     "had on this run's prompts, against the best single model.")
@@ -404,12 +408,13 @@ def write_report(
 
 
 def report_run(run: str | None = None, path: str | Path | None = None, *, store: Any = None,
-               tolerance: float = 0.02, min_n: int = 5, max_latency_p95_ms: float | None = None,
+               tolerance: float | None = None, min_n: int | None = None, max_latency_p95_ms: float | None = None,
                compare_with: str | None = None, examples_per_model: int = 3) -> Path:
     """Write the report of a stored run (``llmlab report RUN [-o PATH]``, ``llmlab.report(run, path)``).
 
     Loads the run's results from the store, derives its routing table (:func:`llmlab.routing.routing_table` with
-    ``tolerance``, ``min_n``, ``max_latency_p95_ms``), the projection and the tolerance curve, and, with
+    ``tolerance``, ``min_n``, ``max_latency_p95_ms``; None: :data:`llmlab.routing.table.ROUTING_DEFAULTS`, the
+    same defaults as the widgets, the CLI and ``routing_table`` itself, and the report states them), the projection and the tolerance curve, and, with
     ``compare_with`` (another run), the run comparison; ``examples_per_model`` example answers per model (a
     failed call first when there is one, then one per category). Default path: ``reports/<run_id>.html`` (relative to the
     working directory). Returns the path written.
@@ -418,8 +423,11 @@ def report_run(run: str | None = None, path: str | Path | None = None, *, store:
     """
     from llmlab.errors import RoutingError
     from llmlab.routing import project, routing_table, tolerance_curve
+    from llmlab.routing.table import ROUTING_DEFAULTS
     from llmlab.store import Store
 
+    tolerance = ROUTING_DEFAULTS["tolerance"] if tolerance is None else tolerance
+    min_n = ROUTING_DEFAULTS["min_n"] if min_n is None else min_n
     store = store or Store()
     run_id = store.resolve_run(run)
     results = store.results(run_id)

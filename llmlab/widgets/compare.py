@@ -15,6 +15,7 @@ import ipywidgets as W
 import pandas as pd
 
 from llmlab.errors import LLMLabError, RoutingError, StoreError
+from llmlab.routing.table import ROUTING_DEFAULTS
 from llmlab.store import CallNotFoundError
 
 log = logging.getLogger(__name__)
@@ -238,12 +239,12 @@ class CompareView(W.VBox):
         self.refresh_charts_button.on_click(lambda _b: self.render_charts())
         charts_tab = W.VBox([self.refresh_charts_button, self.charts_output])
         # routing
-        self.tolerance = W.FloatSlider(value=0.02, min=0.0, max=0.3, step=0.005, readout_format=".3f",
+        self.tolerance = W.FloatSlider(value=ROUTING_DEFAULTS["tolerance"], min=0.0, max=0.3, step=0.005, readout_format=".3f",
                                        description="tolerance", continuous_update=False,
                                        tooltip="accept models within this quality (0..1) of the category's best")
         self.latency_limit = W.BoundedFloatText(value=0.0, min=0.0, max=1e9, step=100.0,
                                                 description="p95 ≤ ms", tooltip="p95 latency limit; 0 = none")
-        self.min_samples = W.BoundedIntText(value=5, min=1, max=10**9, description="min n",
+        self.min_samples = W.BoundedIntText(value=ROUTING_DEFAULTS["min_n"], min=1, max=10**9, description="min n",
                                             tooltip="minimum scored calls per model and category")
         for w in (self.tolerance, self.latency_limit, self.min_samples):
             w.style.description_width = "80px"
