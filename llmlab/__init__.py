@@ -61,6 +61,7 @@ _LAZY = {
     "set_alias": ("llmlab.models", "set_alias"),
     "set_price": ("llmlab.models", "set_price"),
     "register_model": ("llmlab.models", "register_model"),
+    "set_log_level": ("llmlab.logs", "set_log_level"),
     "load_models": ("llmlab.models", "load_models"),
     "registered_models": ("llmlab.models", "registered_models"),
     "aliases": ("llmlab.models", "aliases"),

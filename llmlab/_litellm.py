@@ -25,6 +25,9 @@ def litellm() -> Any:
 
     _litellm.suppress_debug_info = True
     _litellm.telemetry = False
+    from llmlab.logs import capture_litellm_logging
+
+    capture_litellm_logging()  # LiteLLM's warnings go to llmlab's log, not into the user's cell (llmlab.logs)
     return _litellm
 
 

@@ -35,6 +35,8 @@ def _routing_default(field: str) -> object:
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="llmlab", description="Evaluate and choose LLMs: fan-out, record, analyse, route.")
     p.add_argument("--debug", action="store_true", help="show the Python traceback of an error")
+    p.add_argument("--verbose", "-v", action="store_true",
+                   help="show llmlab's log and LiteLLM's captured output on stderr (quiet by default)")
     p.add_argument("--db", help="DuckDB store path (default: $LLMLAB_DB or ~/.local/share/llmlab/llmlab.duckdb)")
     sub = p.add_subparsers(dest="command", required=True)
 
@@ -192,6 +194,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``llmlab`` command. Returns the exit status."""
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="llmlab: %(message)s")
+    if args.verbose:
+        from llmlab.logs import set_log_level
+
+        set_log_level("DEBUG")
     try:
         if args.command == "sandbox":
             from llmlab.sandbox import main as sandbox_main
