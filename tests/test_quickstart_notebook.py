@@ -41,6 +41,12 @@ def test_quickstart_notebook_writes_report_config_and_one_row_per_call(tmp_path,
     fig_outputs = [o for c in nb.cells for o in c.get("outputs", []) if "text/html" in o.get("data", {})
                    and "plotly" in o["data"]["text/html"]]
     assert len(fig_outputs) >= 3
+    # plotly.js travels once (not once per figure), from no CDN: the executed notebook stays small
+    bundles = [o["data"]["text/html"] for o in fig_outputs if "PlotlyConfig" in o["data"]["text/html"]]
+    assert len(bundles) == 1
+    assert all('<script src="http' not in o["data"]["text/html"] for o in fig_outputs)
+    size_mb = (tmp_path / "executed.ipynb").stat().st_size / 1e6
+    assert size_mb < 7, f"executed notebook {size_mb:.1f} MB"
     # the Router cell reached the routed deployment
     texts = "".join(o.get("text", "") for c in nb.cells for o in c.get("outputs", []))
     assert "→ llmlab-router--" in texts
