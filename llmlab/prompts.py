@@ -278,9 +278,11 @@ class PromptSet:
             raise PromptSetError(f"filter left prompt set {self.name!r} empty")
         return PromptSet(self.name, tuple(prompts), self.source)
 
-    def sample(self, n: int, seed: int = 0) -> PromptSet:
+    def sample(self, n: int, seed: int = 0, *, by_category: bool = False) -> PromptSet:
         """A new set of ``n`` prompts drawn at random without replacement (all of them when ``n >= len``),
-        kept in source order. The same ``seed`` gives the same sample.
+        kept in source order. The same ``seed`` gives the same sample. ``by_category=True`` spreads the sample
+        over the categories: each gets ``n // k`` (k categories; the remainder to the first categories in
+        order), fewer only when a category has fewer prompts, the spare places going to the others.
 
         Raises:
             PromptSetError: ``n`` is not a positive integer.
@@ -288,7 +290,20 @@ class PromptSet:
         _check_count("n", n)
         if n == 0:
             raise PromptSetError("sample size n must be at least 1")
-        indices = sorted(random.Random(seed).sample(range(len(self.prompts)), min(n, len(self.prompts))))
+        rng = random.Random(seed)
+        if by_category and n < len(self.prompts):
+            groups: dict[str, list[int]] = {}
+            for i, p in enumerate(self.prompts):
+                groups.setdefault(p.category, []).append(i)
+            for members in groups.values():
+                rng.shuffle(members)
+            picked: list[int] = []
+            while len(picked) < n:  # round-robin over categories, in order: as even as the sizes allow
+                for members in groups.values():
+                    if members and len(picked) < n:
+                        picked.append(members.pop())
+            return PromptSet(self.name, tuple(self.prompts[i] for i in sorted(picked)), self.source)
+        indices = sorted(rng.sample(range(len(self.prompts)), min(n, len(self.prompts))))
         return PromptSet(self.name, tuple(self.prompts[i] for i in indices), self.source)
 
 

@@ -505,3 +505,22 @@ def test_grid_rows_filter_and_sort_as_pure_functions():
     assert ids(grid_rows(order, index, records, info, ["a"], sort="latency_desc")) == ["p1", "p2", "p3"]
     assert ids(grid_rows(order, index, records, info, ["b"])) == ["p1"]  # only rows with a visible cell
     assert status_match({"status": "pending"}, "unrated") is False
+
+
+def test_lab_samples_prompts_across_categories_and_picks_models_with_checkboxes(store):
+    from llmlab.widgets.lab import ModelPicker
+
+    lab = llmlab.lab(store=store, prompts="quickstart", models=["sandbox/frontier", "sandbox/tiny"], max_prompts=12)
+    assert isinstance(lab.models_select, ModelPicker)
+    assert lab.models_select.value == ("sandbox/frontier", "sandbox/tiny")
+    labels = [box.description for box in lab.models_select.checkboxes.values()]
+    assert any(label.startswith("@sandbox → sandbox/frontier, sandbox/balanced") for label in labels)  # whole label
+    lab.models_select.checkboxes["sandbox/tiny"].value = False
+    lab.models_select.checkboxes["@cheap"].value = True
+    assert lab.selected_models() == ["sandbox/frontier", "sandbox/tiny"]          # @cheap is sandbox/tiny
+    ps = lab.selected_prompts()
+    counts = ps.to_frame().groupby("category").size()
+    assert len(ps) == 12 and len(counts) == 6 and set(counts) == {2}              # 2 of each of the 6 categories
+    full = llmlab.load_prompts("quickstart")
+    assert ps.sample(12, by_category=True) == full.sample(12, by_category=True)   # deterministic for a seed
+    assert len(full.sample(500, by_category=True)) == len(full)

@@ -6,7 +6,7 @@ import asyncio
 import concurrent.futures
 import logging
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import ipywidgets as W
@@ -25,15 +25,48 @@ from llmlab.widgets.compare import (
 
 __all__ = [
     "Lab",
+    "ModelPicker",
     "lab",
 ]
 
 
 # -------------------------------------------------------------------------------------------------- the lab
+class ModelPicker(W.VBox):
+    """One checkbox per model or alias, with its whole label (no Ctrl-click listbox, no cut labels).
+
+    ``options``: ``[(label, model), ...]``; ``value``: the tuple of checked models in option order (settable;
+    unknown names are ignored); ``checkboxes``: model → ``ipywidgets.Checkbox``.
+    """
+
+    def __init__(self, options: Sequence[tuple[str, str]], value: Sequence[str] = ()) -> None:
+        self.checkboxes = {m: W.Checkbox(value=m in value, description=label, indent=False,
+                                         layout=W.Layout(width="auto")) for label, m in options}
+        for m, box in self.checkboxes.items():
+            box.add_class("llmlab-model-" + "".join(ch if ch.isalnum() else "-" for ch in m))
+        super().__init__([W.HTML("<b>models</b>"), *self.checkboxes.values()],
+                         layout=W.Layout(width="330px"))
+        self.add_class("llmlab-model-picker")
+
+    @property
+    def options(self) -> list[str]:
+        return list(self.checkboxes)
+
+    @property
+    def value(self) -> tuple[str, ...]:
+        return tuple(m for m, box in self.checkboxes.items() if box.value)
+
+    @value.setter
+    def value(self, models: Sequence[str]) -> None:
+        wanted = set(models)
+        for m, box in self.checkboxes.items():
+            box.value = m in wanted
+
+
 class Lab(W.VBox):
     """Pick models, a prompt set and parameters; run with live progress and cancel; compare the results.
 
-    Attributes (widgets): models_select (SelectMultiple: sandbox models and aliases), models_text (Text: more
+    Attributes (widgets): models_select (:class:`ModelPicker`: one checkbox per sandbox model and alias, full
+    labels; ``.value`` is the tuple of checked models, settable), models_text (Text: more
     LiteLLM model strings, comma-separated), source_select (Dropdown: bundled sets, namespace DataFrames, a file
     path), path_text (Text), refresh_sources_button, max_prompts (0 = all), temperature, max_tokens, samples,
     concurrency, budget_usd (0 = none), use_cache, run_name; estimate_button, run_button, cancel_button, progress
@@ -70,9 +103,7 @@ class Lab(W.VBox):
         known = {v for _, v in options}
         wanted = (list(models) if not isinstance(models, str) else [models]) if models is not None else default_models()
         wanted = [m.strip() for item in wanted for m in str(item).split(",") if m.strip()]
-        self.models_select = W.SelectMultiple(options=options, value=tuple(m for m in wanted if m in known),
-                                              rows=min(9, len(options)), description="models",
-                                              layout=W.Layout(width="330px"))
+        self.models_select = ModelPicker(options, value=tuple(m for m in wanted if m in known))
         self.models_text = W.Text(value=", ".join(m for m in wanted if m not in known),
                                   placeholder="more LiteLLM models: openai/gpt-4o-mini, …", description="other",
                                   layout=W.Layout(width="330px"))
@@ -83,8 +114,8 @@ class Lab(W.VBox):
         self.refresh_sources_button = W.Button(description="↻ sources", tooltip="rescan the notebook's DataFrames",
                                                layout=W.Layout(width="90px"))
         self.refresh_sources_button.on_click(lambda _b: self.refresh_sources())
-        self.max_prompts = W.BoundedIntText(value=int(max_prompts), min=0, max=10**9, description="first n",
-                                            tooltip="use only the first n prompts (0 = all)",
+        self.max_prompts = W.BoundedIntText(value=int(max_prompts), min=0, max=10**9, description="n prompts",
+                                            tooltip="a sample of n prompts spread over the categories (0 = all)",
                                             layout=W.Layout(width="200px"))
         self.refresh_sources()
         if isinstance(prompts, (str, os.PathLike)):
@@ -106,7 +137,7 @@ class Lab(W.VBox):
                                     indent=False)
         self.run_name = W.Text(placeholder="run name (optional)", description="name")
         for w in (self.temperature, self.max_tokens, self.samples, self.concurrency, self.budget_usd, self.run_name,
-                  self.models_select, self.models_text, self.source_select, self.path_text, self.max_prompts):
+                  self.models_text, self.source_select, self.path_text, self.max_prompts):
             w.style.description_width = "80px"
         self.temperature.style.description_width = "initial"
         self._extra_options = {k: v for k, v in run_options.items()
@@ -227,7 +258,7 @@ class Lab(W.VBox):
                 raise PromptSetError("type the path of a prompt file (.csv, .jsonl or .json)")
             ps = load_prompts(path)
         n = int(self.max_prompts.value or 0)
-        return ps.filter(limit=n) if n > 0 else ps
+        return ps.sample(n, by_category=True) if n > 0 else ps
 
     def options(self) -> dict[str, Any]:
         """The :class:`llmlab.runner.RunOptions` fields the parameter widgets give."""
@@ -444,7 +475,7 @@ def lab(*, store: Any = None, prompts: Any = None, models: Iterable[str] | str |
         models: models preselected (default: ``LLMLAB_MODELS`` or the sandbox models).
         namespace: where to look for DataFrames (default: the IPython user namespace).
         page_size: prompt rows per page of the results grid.
-        max_prompts: preset of "first n" (0 = all prompts).
+        max_prompts: preset of "n prompts": a sample spread over the categories (0 = all prompts).
         **run_options: initial values of temperature, max_tokens, samples, concurrency, budget_usd, cache; other
             :class:`llmlab.RunOptions` fields are passed to every run as given.
 
