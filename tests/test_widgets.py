@@ -30,7 +30,7 @@ HOSTILE = ('SANDBOX_ECHO:<script>window.__pwned=1</script><img src=x onerror="wi
 HOSTILE_ANSWER = HOSTILE[len("SANDBOX_ECHO:"):]
 MODELS = ["sandbox/frontier", "sandbox/fast", "sandbox/tiny"]
 # tags our own markup uses; anything else in an HTML widget would come from untrusted text
-ALLOWED_TAGS = {"div", "span", "pre", "b", "i", "code", "table", "thead", "tbody", "tr", "td", "th", "br"}
+ALLOWED_TAGS = {"div", "span", "pre", "b", "i", "code", "table", "thead", "tbody", "tr", "td", "th", "br", "details", "summary"}
 
 
 # -- fixtures ----------------------------------------------------------------------------------------------
@@ -524,3 +524,35 @@ def test_lab_samples_prompts_across_categories_and_picks_models_with_checkboxes(
     full = llmlab.load_prompts("quickstart")
     assert ps.sample(12, by_category=True) == full.sample(12, by_category=True)   # deterministic for a seed
     assert len(full.sample(500, by_category=True)) == len(full)
+
+
+def test_compare_view_headers_colours_side_panel_and_expandable_answers(store, sandbox):
+    from llmlab.widgets.cells import _cell_html, model_header_html, quality_color
+
+    long_hostile = "SANDBOX_ECHO:" + "<b>bold?</b> " * 60 + "<script>window.__pwned=1</script>END"
+    rows = [*_prompt_rows()[:6], {"prompt": long_hostile, "category": "hostile"}]
+    res = llmlab.run(rows, ["sandbox/frontier", "sandbox/tiny"], progress=False, store=store)
+    view = llmlab.compare(res.run_id, store=store)
+    # per-model header: name, coloured quality with n, p50 latency, cost
+    header = view._headers[0].value
+    assert "sandbox/frontier" in text_of(header) and "quality " in text_of(header) and "p50 " in text_of(header)
+    assert "hsl(" in header
+    # quality on a red-to-green scale
+    assert quality_color(0.0)[0].startswith("hsl(0,") and quality_color(1.0)[0].startswith("hsl(120,")
+    assert quality_color(0.5)[0].startswith("hsl(60,")
+    # a long answer opens in place, still escaped: the whole text is there, no live tag
+    rec = next(r for r in view.results.to_dict("records") if str(r["response"] or "").endswith("END"))
+    cell = _cell_html(rec)
+    assert "<details" in cell and "more (" in cell and "<script>" not in cell and "&lt;script&gt;" in cell
+    import re
+
+    shown = re.sub(r"… more \([\d,]+ chars\)", "", text_of(cell))   # the "more" toggle's own label
+    assert shown.count("<b>bold?</b>") == 60 and "<script>window.__pwned=1</script>END" in shown
+    assert_safe(view)
+    # the details open beside the grid: the grid and the detail box share one row container
+    answers = view.tabs.children[0]
+    row = [c for c in answers.children if isinstance(c, W.HBox) and view.grid in c.children]
+    assert row and view.detail_box in row[0].children
+    view.select(rec["call_id"])
+    assert view.detail_box.layout.display != "none"
+    assert model_header_html("m", []).count("llmlab-badge") == 0   # nothing to say yet: just the name

@@ -20,6 +20,9 @@ __all__ = [
     "SORTS",
     "STATUS_FILTERS",
     "frame_from_records",
+    "model_header_html",
+    "quality_badge",
+    "quality_color",
     "records_from_frame",
 ]
 
@@ -157,8 +160,24 @@ def _cell_badges(rec: Mapping[str, Any]) -> str:
         parts.append(_badge(f"human {human:.2f}", "human", title="latest human rating (0..1)"))
     q = _num(rec.get("quality"))
     if q is not None and human is None:
-        parts.append(_badge(f"q {q:.2f}", "quality", title="quality score (0..1)"))
+        parts.append(quality_badge(q))
     return "".join(parts)
+
+
+def quality_color(q: float) -> tuple[str, str]:
+    """Background and text colour for a quality in [0, 1]: red (0) through amber (0.5) to green (1)."""
+    q = min(1.0, max(0.0, float(q)))
+    hue = round(120 * q)  # HSL hue: 0 red, 60 yellow, 120 green
+    return f"hsl({hue}, 70%, 88%)", f"hsl({hue}, 80%, 22%)"
+
+
+def quality_badge(q: float, *, label: str | None = None) -> str:
+    """A quality badge coloured on the red-to-green scale of :func:`quality_color` (escaped text)."""
+    bg, fg = quality_color(q)
+    text = label if label is not None else f"quality {q:.2f}"
+    return (f'<span class="llmlab-badge llmlab-badge-quality" title="quality score (0..1)" style="background:{bg};'
+            f'color:{fg};border-radius:3px;padding:0 4px;margin:0 3px 2px 0;font-size:11px;font-weight:600;'
+            f'white-space:nowrap;display:inline-block">{_esc(text)}</span>')
 
 
 def _cell_html(rec: Mapping[str, Any] | None) -> str:
@@ -171,10 +190,17 @@ def _cell_html(rec: Mapping[str, Any] | None) -> str:
         msg = rec.get("error_message") or rec.get("error_type") or "error"
         text, style = _truncate(str(msg), _SNIPPET_CHARS), "color:#a50e0e"
     else:
-        text, style = _truncate(str(rec.get("response") or ""), _SNIPPET_CHARS), ""
+        text, style = str(rec.get("response") or ""), ""
+    answer = _esc(text)
+    if len(text) > _SNIPPET_CHARS:
+        # Long answers open in place (a <details> element: no script); both parts are escaped text.
+        cut = text[:_SNIPPET_CHARS].rstrip()
+        answer = (f'{_esc(cut)}<details class="llmlab-more" style="display:inline"><summary style="cursor:pointer;'
+                  f'color:#1a73e8;display:inline">… more ({len(text) - len(cut):,} chars)</summary>'
+                  f'{_esc(text[len(cut):])}</details>')
     return (f'<div class="llmlab-cell-body {_NO_MATH}" style="{_LH}">'
             f'<div class="llmlab-answer" style="white-space:pre-wrap;word-break:break-word;font-size:12px;'
-            f'font-family:var(--jp-code-font-family,monospace);max-height:11em;overflow:auto;{style}">{_esc(text)}</div>'
+            f'font-family:var(--jp-code-font-family,monospace);max-height:16em;overflow:auto;{style}">{answer}</div>'
             f'<div style="margin-top:3px;line-height:1.6">{_cell_badges(rec)}</div></div>')
 
 
@@ -211,3 +237,30 @@ def frame_from_records(records: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
     frame["cached"] = frame["cached"].map(lambda v: bool(v) if v is not None and v == v else False).astype(bool)
     return frame
 
+
+
+def model_header_html(model: str, recs: Iterable[Mapping[str, Any]]) -> str:
+    """A model's column header: its name, then quality (mean over scored calls, coloured), p50 latency of ok
+    calls, cost of the non-cached calls (USD) and errors, all from ``recs`` (that model's records)."""
+    import statistics
+
+    recs = [r for r in recs if r.get("status") != "pending"]
+    quality = [q for q in (_num(r.get("human_score")) if _num(r.get("human_score")) is not None else
+                           _num(r.get("quality")) for r in recs) if q is not None]
+    lat = [v for v in (_num(r.get("latency_ms")) for r in recs if _is_ok(r)) if v is not None]
+    costs = [_num(r.get("cost_usd")) for r in recs if _is_ok(r) and not r.get("cached")]
+    n_err = sum(1 for r in recs if r.get("status") == "error")
+    bits = []
+    if quality:
+        bits.append(quality_badge(sum(quality) / len(quality), label=f"quality {sum(quality) / len(quality):.2f}"
+                                  f" (n={len(quality)})"))
+    if lat:
+        bits.append(_badge(f"p50 {_fmt_ms(statistics.median(lat))}", "info", title="median latency of ok calls"))
+    if costs:
+        known = [c for c in costs if c is not None]
+        bits.append(_badge(_fmt_usd(sum(known)) if len(known) == len(costs) else "price unknown", "info",
+                           title="cost of this model's calls (USD, cache hits excluded)"))
+    if n_err:
+        bits.append(_badge(f"{n_err} error{'s' if n_err != 1 else ''}", "error"))
+    return (f'<div class="{_NO_MATH}" style="font-size:12px;{_LH}"><div style="font-weight:bold;'
+            f'word-break:break-all">{_esc(model)}</div><div style="line-height:1.6">{"".join(bits)}</div></div>')

@@ -39,6 +39,7 @@ from llmlab.widgets.cells import (
     _text_output,
     _truncate,
     frame_from_records,
+    model_header_html,
     records_from_frame,
 )
 from llmlab.widgets.grid import grid_rows
@@ -182,7 +183,8 @@ class CompareView(W.VBox):
             cells = []
             for i, _m in enumerate(self.models):
                 body = W.HTML(layout=W.Layout(overflow="hidden"))
-                btn = W.Button(description="details", layout=W.Layout(width="auto", height="24px"))
+                btn = W.Button(description="details", icon="search", tooltip="open this answer's details",
+                               layout=W.Layout(width="fit-content", height="22px", align_self="flex-end"))
                 btn.add_class("llmlab-open")
                 btn.on_click(lambda _b, r=r, i=i: self._on_open(r, i))
                 box = W.VBox([body, btn], layout=W.Layout(border="1px solid #ddd", padding="4px",
@@ -231,7 +233,12 @@ class CompareView(W.VBox):
                                  layout=W.Layout(display="none", border="1px solid #bbb", padding="6px",
                                                  margin="8px 0 0 0"))
         self.detail_box.add_class("llmlab-detail-box")
-        answers_tab = W.VBox([filters, pager, self.grid, self.detail_box])
+        # The details open beside the grid (a side panel), not a screen below it; on a narrow page they wrap under.
+        self.grid.layout.flex = "1 1 560px"
+        self.detail_box.layout.flex = "0 1 440px"
+        self.detail_box.layout.margin = "0 0 0 8px"
+        answers_tab = W.VBox([filters, pager, W.HBox([self.grid, self.detail_box],
+                                                     layout=W.Layout(flex_flow="row wrap", align_items="flex-start"))])
         # charts
         self.charts_output = W.Output()
         self.charts_output.add_class("llmlab-charts")
@@ -501,6 +508,11 @@ class CompareView(W.VBox):
             sandbox = any(str(m).startswith("sandbox/") for m in self.models)
         note = (' <span style="color:#a15c00">(sandbox: figures are simulated)</span>' if sandbox else "")
         self.header.value = f'<div class="{_NO_MATH}" style="font-size:13px;{_LH}">{" · ".join(bits)}{note}</div>'
+        by_model: dict[str, list[dict[str, Any]]] = {}
+        for r in recs:
+            by_model.setdefault(str(r.get("model")), []).append(r)
+        for i, m in enumerate(self.models):  # per-model column headers: quality, p50 latency, cost, errors
+            self._headers[i].value = model_header_html(m, by_model.get(m, []))
 
     def _refresh_all(self, keep_page: bool = False) -> None:
         self._refresh_filter_options()
