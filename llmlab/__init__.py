@@ -31,6 +31,7 @@ from llmlab.errors import (  # noqa: E402  (tiny module, no heavy imports)
     LLMLabError,
     MissingKeyError,
     ModelError,
+    OptionsError,
     PromptSetError,
     RoutingError,
     SandboxError,
@@ -76,7 +77,7 @@ _LAZY = {
 # llmlab.report is a module you can call: llmlab.report(run, path)
 _LAZY_MODULES = {"report": "llmlab.views.report"}
 
-__all__ = sorted([*_LAZY, *_LAZY_MODULES, "__version__", "LLMLabError", "PromptSetError", "ModelError", "MissingKeyError",
+__all__ = sorted([*_LAZY, *_LAZY_MODULES, "__version__", "LLMLabError", "PromptSetError", "ModelError", "MissingKeyError", "OptionsError",
                   "StoreError", "SchemaVersionError", "BudgetError", "RoutingError", "SandboxError",
                   "load_ipython_extension", "unload_ipython_extension"])
 
