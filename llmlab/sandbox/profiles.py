@@ -27,8 +27,10 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 
-#: The task categories of the bundled prompt sets.
-CATEGORIES: tuple[str, ...] = ("extraction", "classification", "arithmetic", "code", "summarization", "reasoning")
+#: The task categories of the bundled prompt sets (``quickstart``: the first six; ``tools_and_json``: the
+#: capabilities conversation, json, tool_call).
+CATEGORIES: tuple[str, ...] = ("extraction", "classification", "arithmetic", "code", "summarization", "reasoning",
+                               "conversation", "json", "tool_call")
 
 #: Every fault kind the sandbox can inject. Retryable: 429, 5xx, timeout, reset, malformed, cut_stream.
 #: Not retryable: 400, 401, 403, 404, context_window.
