@@ -283,3 +283,24 @@ def test_the_magic_chat_form_sends_the_transcript_as_a_conversation(sandbox, tmp
 
     with pytest.raises(UsageError, match="text before the first"):
         sh.run_cell_magic("llm", f"{OPENAI} --chat", "hello\nuser: hi\n")
+
+
+@pytest.mark.parametrize("model", [OPENAI, ANTHROPIC])
+def test_the_multi_step_mode_feeds_scripted_tool_results_back(sandbox, model):
+    rows = [{"prompt": "What's the weather in Bergen?", "tools": [WEATHER], "tool_choice": "auto",
+             "tool_results": {"get_weather": {"city": "Bergen", "temp_c": 11, "conditions": "light rain"}}}]
+    one = llmlab.run(rows, [model], **FAST).results.iloc[0]
+    assert one.response == "" and len(json.loads(one.tool_calls)) == 1 and one.attempts == 1
+    res = llmlab.run(rows, [model], tool_steps=2, **FAST)
+    row = res.results.iloc[0]
+    assert row.status == "ok" and row.attempts == 2 and res.stats.requests == 2
+    assert "light rain" in row.response  # the sandbox read the scripted result sent back as a tool turn
+    (call,) = json.loads(row.tool_calls)
+    assert call["name"] == "get_weather" and call["step"] == 0
+    assert row.cache_key != one.cache_key
+    shapes = _requests(sandbox, model)
+    assert len(shapes) == 3
+    if model == OPENAI:
+        assert shapes[-1]["roles"] == ["user", "assistant", "tool"]
+    else:
+        assert {"tool_use", "tool_result"} <= set(shapes[-1]["content_types"])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 import random
@@ -177,6 +178,41 @@ class _Fanout:
             self.on_delta = None
 
     async def _request(self, spec: ModelSpec, call: PlannedCall, entry: dict[str, Any]) -> dict[str, Any]:
+        """One attempt: a provider request, then (multi-step mode: ``tool_steps`` > 0 and the prompt has scripted
+        ``tool_results``) up to ``tool_steps`` more, each sending the model's tool calls back with the scripted
+        results. Latency, tokens and cost add up over the steps; ``tool_calls`` lists every call (with its
+        ``step``); the response is the last step's. A failed step fails the attempt (retried as a whole)."""
+        steps = self.opts.tool_steps if call.prompt.tool_results else 0
+        total_requests = 0
+        try:
+            result = await self._request_once(spec, call, entry)
+            total_requests += entry.get("http_requests", 1)
+            if not steps:
+                return result
+            calls = _with_step(result["tool_calls"], 0)
+            messages = list(call.messages)
+            for step in range(1, steps + 1):
+                if not result["tool_calls"]:
+                    break
+                messages += _tool_turns(json.loads(result["tool_calls"]), call.prompt.tool_results, step)
+                nxt = await self._request_once(spec, dataclasses.replace(call, messages=messages), entry)
+                total_requests += entry.get("http_requests", 1)
+                calls += _with_step(nxt["tool_calls"], step)
+                for k in ("latency_ms", "input_tokens", "output_tokens"):
+                    nxt[k] = result[k] + nxt[k]
+                nxt["cost_usd"] = spec.cost_usd(nxt["input_tokens"], nxt["output_tokens"])
+                nxt["ttft_ms"] = result["ttft_ms"]
+                result = nxt
+            result["tool_calls"] = json.dumps(calls, ensure_ascii=False) if calls else None
+            return result
+        except BaseException:
+            total_requests += entry.get("http_requests", 1) if steps else 0
+            raise
+        finally:
+            if steps:
+                entry["http_requests"] = total_requests
+
+    async def _request_once(self, spec: ModelSpec, call: PlannedCall, entry: dict[str, Any]) -> dict[str, Any]:
         """One provider request. Returns the result fields of the row; raises the provider's error, or
         StreamCutError / MalformedResponseError for a stream cut mid-way or an unusable body, or TimeoutError.
 
@@ -460,6 +496,25 @@ class _ToolCalls:
                 pass  # kept as the raw text the model wrote: a tool_call scorer reports it
             out.append({"id": c["id"], "name": c["name"], "arguments": args})
         return redact(json.dumps(out, ensure_ascii=False))
+
+
+def _with_step(tool_calls: str | None, step: int) -> list[dict[str, Any]]:
+    return [{**c, "step": step} for c in json.loads(tool_calls)] if tool_calls else []
+
+
+def _tool_turns(calls: list[dict[str, Any]], results: dict[str, Any], step: int) -> list[dict[str, Any]]:
+    """The assistant turn that made ``calls`` and one tool turn per call with its scripted result (a function the
+    prompt scripted no result for gets ``{"error": "no scripted result for NAME"}``: no code runs)."""
+    assistant = {"role": "assistant", "content": None, "tool_calls": [
+        {"id": c.get("id") or f"call_{step}_{i}", "type": "function",
+         "function": {"name": c["name"], "arguments": c["arguments"] if isinstance(c["arguments"], str)
+                      else json.dumps(c["arguments"])}} for i, c in enumerate(calls)]}
+    turns: list[dict[str, Any]] = [assistant]
+    for tc, c in zip(assistant["tool_calls"], calls, strict=True):
+        value = results.get(c["name"], {"error": f"no scripted result for {c['name']}"})
+        turns.append({"role": "tool", "tool_call_id": tc["id"],
+                      "content": value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)})
+    return turns
 
 
 def response_mode(spec: ModelSpec, response_format: Any) -> str | None:

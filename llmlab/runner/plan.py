@@ -205,6 +205,8 @@ def plan(prompts: Any, models: Iterable[str] | str | None = None, *, options: Ru
         key_messages = build_messages(p.text, system) if p.messages is None else [
             *([{"role": "system", "content": system}] if system and not p.system else []), *p.messages]
         key_params = {**params, **extra}
+        if options.tool_steps and p.tool_results:
+            key_params.update(llmlab_tool_steps=options.tool_steps, llmlab_tool_results=p.tool_results)
         if p.messages is None:
             est_in = _estimate_tokens(p.text) + _estimate_tokens(system) if system else _estimate_tokens(p.text)
         else:

@@ -255,8 +255,9 @@ def answers(sandbox: Any, api: str, model: str, body: Mapping[str, Any], message
 def _refine(spec: RequestSpec, profile: Any, base: SandboxAnswer, key: tuple, api: str,
             messages: Sequence[Mapping[str, Any]]) -> SandboxAnswer:
     if spec.after_tool:
-        if base.kind in ("correct", "wrong"):
-            return base
+        reference = _json_reference(base.text)
+        if base.kind in ("correct", "wrong") and not (isinstance(reference, dict) and "name" in reference):
+            return base  # an item whose answer is text: the tool result was what it needed
         result = _tool_result_text(api, messages)[:200]
         return SandboxAnswer(f"Based on the tool result: {result}", "stop", "after_tool")
     if spec.schema is not None:
