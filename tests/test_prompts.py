@@ -551,3 +551,23 @@ def test_a_tool_choice_naming_no_tool_and_a_row_with_neither_prompt_nor_messages
         load_prompts([{"prompt": "x", "tools": [{"name": "f"}], "tool_choice": "other"}])
     with pytest.raises(PromptSetError, match=r"item 1: no prompt text: this row has neither messages nor"):
         load_prompts([{"messages": [{"role": "user", "content": "a"}]}, {"reference": "b"}])
+
+
+def test_messages_rows_load_from_json_files_and_dataframes_alike(tmp_path):
+    messages = [{"role": "user", "content": "Hi {who}"}, {"role": "assistant", "content": "Hello"},
+                {"role": "user", "content": "Bye {who}"}]
+    path = tmp_path / "chat.json"
+    path.write_text(json.dumps([{"messages": messages, "who": "Ann"}]), encoding="utf-8")
+    from_json = load_prompts(path)[0]
+    from_frame = load_prompts(pd.DataFrame({"messages": [messages], "who": ["Ann"]}))[0]
+    from_text = load_prompts(pd.DataFrame({"messages": [json.dumps(messages)], "who": ["Ann"]}))[0]
+    assert from_json.text == from_frame.text == from_text.text == "Bye Ann"
+    assert from_json.prompt_id == from_frame.prompt_id == from_text.prompt_id
+
+
+def test_no_bundled_prompt_is_contained_in_another_across_sets():
+    texts = []
+    for name in bundled_prompt_sets():
+        texts += [" ".join(p.text.split()) for p in load_prompts(name)]
+    assert len(texts) >= 144 + 60
+    assert not [(a, b) for a in texts for b in texts if a != b and a in b]  # the sandbox matches by substring

@@ -304,3 +304,14 @@ def test_the_multi_step_mode_feeds_scripted_tool_results_back(sandbox, model):
         assert shapes[-1]["roles"] == ["user", "assistant", "tool"]
     else:
         assert {"tool_use", "tool_result"} <= set(shapes[-1]["content_types"])
+
+
+def test_cards_show_the_tool_calls_escaped():
+    from llmlab.views.display import cards_bundle, cards_from_rows
+
+    row = {"model": OPENAI, "status": "ok", "response": "", "sample_index": 0,
+           "tool_calls": json.dumps([{"name": "get_weather", "arguments": {"city": "<script>alert(1)</script>"}}])}
+    (card,) = cards_from_rows([row])
+    assert card.text == '→ get_weather({"city": "<script>alert(1)</script>"})'
+    html = cards_bundle([card])["text/html"]
+    assert "<script>" not in html and "get_weather" in html
