@@ -315,3 +315,29 @@ def test_cards_show_the_tool_calls_escaped():
     assert card.text == '→ get_weather({"city": "<script>alert(1)</script>"})'
     html = cards_bundle([card])["text/html"]
     assert "<script>" not in html and "get_weather" in html
+
+
+@pytest.mark.parametrize("model", [OPENAI, ANTHROPIC])
+def test_tool_choice_required_and_none_reach_each_provider(sandbox, model):
+    rows = [{"prompt": "Tell me something about Bergen.", "tools": [WEATHER], "tool_choice": choice}
+            for choice in ("required", "none")]
+    df = llmlab.run(rows, [model], **FAST).results.set_index("prompt_id")
+    by_choice = {json.loads(r.tool_choice): r for r in df.itertuples()}
+    assert json.loads(by_choice["required"].tool_calls)[0]["name"] == "get_weather"
+    assert not isinstance(by_choice["none"].tool_calls, str) and by_choice["none"].response
+    sent = [s["tool_choice"] for s in _requests(sandbox, model)]
+    assert ("required" in sent) if model == OPENAI else ({"type": "any"} in sent)
+
+
+def test_bad_run_options_name_the_option_and_tools_change_the_cache_key(sandbox):
+    with pytest.raises(PromptSetError, match=r"run option tools: tools\[0\] \(f\): parameters is not a valid JSON"):
+        llmlab.run(["hi"], [OPENAI], tools=[{"name": "f", "parameters": {"type": 3}}], **FAST)
+    with pytest.raises(PromptSetError, match="run option response_format: response_format class int is not a"):
+        llmlab.run(["hi"], [OPENAI], response_format=int, **FAST)
+    assert sandbox.request_count() == 0
+    from llmlab.runner import plan
+
+    plain = plan(["hi"], [OPENAI]).calls[0].cache_key
+    tooled = plan(["hi"], [OPENAI], options=llmlab.RunOptions(tools=[WEATHER])).calls[0].cache_key
+    chosen = plan(["hi"], [OPENAI], options=llmlab.RunOptions(tools=[WEATHER], tool_choice="none")).calls[0].cache_key
+    assert len({plain, tooled, chosen}) == 3
