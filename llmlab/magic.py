@@ -100,6 +100,8 @@ def _cell_parser() -> MagicArgumentParser:
                    help="the cell is a template filled per row of SOURCE: a DataFrame (or list) variable, a "
                         ".csv/.jsonl path or a bundled prompt-set name (quickstart).")
     p.add_argument("--category", metavar="COLUMN", help="with --prompts: the column holding each row's category.")
+    p.add_argument("--chat", action="store_true",
+                   help="the cell is a transcript: 'user:' / 'assistant:' / 'system:' lines start the turns.")
     p.add_argument("--no-interpolate", action="store_true",
                    help="send the cell exactly as written (no {name} filling).")
     return p
@@ -135,10 +137,17 @@ Cell magic::
     %%llm @cheap sandbox/balanced --prompts questions_df --category topic -t 0 --max-tokens 256 -o run
     Answer concisely: {question}
 
+    %%llm sandbox/frontier sandbox/balanced --chat
+    user: My name is {name}.
+    assistant: Hello!
+    user: What is my name?
+
 - MODELs are LiteLLM model strings, sandbox models or @aliases; with none, ``%config LLMMagics.default_models``.
 - ``{name}`` is filled once from the user namespace when ``name`` is a variable; other braces (code, JSON,
   LaTeX) stay as written; ``--no-interpolate`` sends the cell verbatim. With ``--prompts`` the cell is a
   template filled per row (row columns first, then your variables).
+  With ``--chat`` the cell is a transcript (``user:`` / ``assistant:`` / ``system:`` lines start the turns,
+  :func:`llmlab.prompts.parse_transcript`), sent as one conversation.
 - One card per model: the answer (escaped text; never live HTML), latency, TTFT, tokens, cost, cache hit,
   error. With ``--prompts``: a grid of prompts × models and a summary line per model.
 - A trailing ``;`` on the last line hides the display (and is not sent). ``-o NAME`` keeps the RunResult
@@ -251,6 +260,8 @@ class LLMMagics(Magics):
         args = _parse(_cell_parser(), line)
         if args.output is not None and not args.output.isidentifier():
             raise UsageError(f"-o/--output: {args.output!r} is not a valid variable name")
+        if args.chat and args.prompts:
+            raise UsageError("--chat reads the cell as a transcript; it cannot be combined with --prompts")
         if args.category and not args.prompts:
             raise UsageError("--category needs --prompts (it names a column of the prompt rows)")
         cell, silenced = _strip_silencer(cell)
@@ -301,6 +312,11 @@ class LLMMagics(Magics):
         text = cell.rstrip()
         system = args.system
         try:
+            if args.chat and not args.prompts:
+                from llmlab.prompts import parse_transcript
+
+                variables = {} if args.no_interpolate else {n: ns[n] for n in template_variables(text) if n in ns}
+                return load_prompts([{"messages": parse_transcript(text), **variables}], system=system, name="cell")
             if not args.prompts:
                 if not args.no_interpolate:
                     text = render(text, {n: ns[n] for n in template_variables(text) if n in ns})

@@ -108,4 +108,24 @@ MIGRATIONS: list[tuple[str, str]] = [
         ALTER TABLE runs ADD COLUMN host VARCHAR;
         """,
     ),
+    (
+        "conversations, structured output and tool calls: prompts.messages / response_format / tools / tool_choice "
+        "(JSON), call_records.tool_calls (JSON) and response_mode; the calls view shows them",
+        """
+        ALTER TABLE prompts ADD COLUMN IF NOT EXISTS messages VARCHAR;          -- JSON list, OpenAI chat format
+        ALTER TABLE prompts ADD COLUMN IF NOT EXISTS response_format VARCHAR;   -- JSON, OpenAI response_format
+        ALTER TABLE prompts ADD COLUMN IF NOT EXISTS tools VARCHAR;             -- JSON list of function tools
+        ALTER TABLE prompts ADD COLUMN IF NOT EXISTS tool_choice VARCHAR;       -- JSON
+        ALTER TABLE call_records ADD COLUMN IF NOT EXISTS tool_calls VARCHAR;   -- JSON list of {id, name, arguments}
+        ALTER TABLE call_records ADD COLUMN IF NOT EXISTS response_mode VARCHAR; -- json_schema | json_tool | ...
+        CREATE OR REPLACE VIEW calls AS
+            SELECT c.run_id, c.call_id, c.prompt_id, c.sample_index, p.category, c.model, c.answered_by,
+                   c.status, c.error_type, c.http_status, c.error_message, c.attempts, c.fallbacks_taken,
+                   c.retry_wait_ms, c.latency_ms, c.ttft_ms, c.input_tokens, c.output_tokens, c.cost_usd,
+                   c.cached, c.response, c.finish_reason, c.created_at_utc, p.prompt, p.reference, p.scorer,
+                   c.cache_key, c.source_call_id, c.attempt_log, c.tool_calls, c.response_mode, p.messages,
+                   p.response_format, p.tools, p.tool_choice
+            FROM call_records c LEFT JOIN prompts p ON p.run_id = c.run_id AND p.prompt_id = c.prompt_id;
+        """,
+    ),
 ]

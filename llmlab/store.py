@@ -9,11 +9,15 @@ is writing):
 - ``runs``: one row per run (``run_id, name, created_at_utc, finished_at_utc, status, prompt_set, models, params,
   tags, llmlab_version, litellm_version, sandbox, n_prompts, n_calls_planned, pid, source``).
 - ``prompts``: the prompts of each run (``run_id, prompt_id, category, prompt, reference, scorer, system,
-  source_id``).
+  source_id, messages, response_format, tools, tool_choice``; the last four JSON text or NULL; ``prompt`` is the
+  last user turn of a conversation).
 - ``call_records`` and the view ``calls``: one final row per (prompt, model, sample) of a run: ``run_id,
   call_id, prompt_id, sample_index, category, model, answered_by, status, error_type, http_status, error_message,
   attempts, fallbacks_taken, retry_wait_ms, latency_ms, ttft_ms, input_tokens, output_tokens, cost_usd, cached,
-  response, finish_reason, created_at_utc, prompt, reference, scorer, cache_key, source_call_id, attempt_log``.
+  response, finish_reason, created_at_utc, prompt, reference, scorer, cache_key, source_call_id, attempt_log,
+  tool_calls`` (JSON list of ``{id, name, arguments}``, NULL when the model called no tool), ``response_mode``
+  (how a ``response_format`` reached the provider: ``json_schema``, ``json_tool``, ``output_format``,
+  ``json_object``; NULL without one), ``messages, response_format, tools, tool_choice`` (the prompt's).
 - ``scores``: one row per score (``kind`` auto / judge / human) and the view ``call_quality`` (per call: the
   latest human rating, else the mean judge score, else the mean deterministic score, as ``quality`` in 0..1).
 
@@ -68,7 +72,7 @@ CALL_COLUMNS = (
     "call_id", "run_id", "prompt_id", "sample_index", "model", "answered_by", "status", "error_type",
     "http_status", "error_message", "attempts", "fallbacks_taken", "retry_wait_ms", "latency_ms", "ttft_ms",
     "input_tokens", "output_tokens", "cost_usd", "cached", "cache_key", "source_call_id", "response",
-    "finish_reason", "attempt_log", "created_at_utc",
+    "finish_reason", "attempt_log", "created_at_utc", "tool_calls", "response_mode",
 )
 #: The value every call row starts from (a call that never got an answer is an error row).
 CALL_DEFAULTS: dict[str, Any] = {
@@ -76,6 +80,7 @@ CALL_DEFAULTS: dict[str, Any] = {
     "attempts": 0, "fallbacks_taken": 0, "retry_wait_ms": 0.0, "latency_ms": None, "ttft_ms": None,
     "input_tokens": None, "output_tokens": None, "cost_usd": None, "cached": False, "source_call_id": None,
     "response": None, "finish_reason": None, "attempt_log": "[]", "created_at_utc": None,
+    "tool_calls": None, "response_mode": None,
 }
 
 
@@ -92,7 +97,8 @@ def new_call_row(**fields: Any) -> dict[str, Any]:
     return row
 
 
-PROMPT_COLUMNS = ("run_id", "prompt_id", "category", "prompt", "reference", "scorer", "system", "source_id")
+PROMPT_COLUMNS = ("run_id", "prompt_id", "category", "prompt", "reference", "scorer", "system", "source_id",
+                  "messages", "response_format", "tools", "tool_choice")
 SCORE_COLUMNS = ("run_id", "call_id", "prompt_id", "model", "kind", "scorer", "score", "raw_value", "comment",
                  "created_at_utc")
 RUN_COLUMNS = ("run_id", "name", "created_at_utc", "finished_at_utc", "status", "prompt_set", "models", "params",

@@ -525,3 +525,49 @@ def test_an_unterminated_csv_quote_is_an_error_naming_its_line(tmp_path):
     path.write_text('prompt,category\nfine,a\n"never closed,b\nthird,c\nfourth,d\n')
     with pytest.raises(PromptSetError, match=r"quote.csv:3: a quoted field .* never closed"):
         load_prompts(path)
+
+
+# -- conversations, structured output, tools (see also tests/test_structured.py) -----------------------------
+
+
+def test_a_plain_prompt_keeps_its_id_and_a_structured_one_round_trips_through_to_frame():
+    plain = load_prompts(["What is 2+2?"])[0]
+    assert plain.prompt_id == prompt_id_for("What is 2+2?") and not plain.structured
+    schema = {"type": "object", "properties": {"n": {"type": "integer"}}, "required": ["n"]}
+    rows = [{"messages": [{"role": "user", "content": "Count to {n}."}], "n": 3, "response_format": schema,
+             "tools": [{"name": "count", "parameters": {"type": "object"}}], "tool_choice": "count"}]
+    ps = load_prompts(rows)
+    p = ps[0]
+    assert p.structured and p.text == "Count to 3."
+    assert p.response_format == {"type": "json_schema", "json_schema": {"name": "response", "schema": schema}}
+    assert p.tools[0] == {"type": "function", "function": {"name": "count", "parameters": {"type": "object"}}}
+    assert p.tool_choice == {"type": "function", "function": {"name": "count"}}
+    again = load_prompts(ps.to_frame())[0]
+    assert again.prompt_id == p.prompt_id and again.messages == p.messages
+
+
+def test_a_tool_choice_naming_no_tool_and_a_row_with_neither_prompt_nor_messages_are_errors():
+    with pytest.raises(PromptSetError, match=r"item 0: tool_choice names 'other'"):
+        load_prompts([{"prompt": "x", "tools": [{"name": "f"}], "tool_choice": "other"}])
+    with pytest.raises(PromptSetError, match=r"item 1: no prompt text: this row has neither messages nor"):
+        load_prompts([{"messages": [{"role": "user", "content": "a"}]}, {"reference": "b"}])
+
+
+def test_messages_rows_load_from_json_files_and_dataframes_alike(tmp_path):
+    messages = [{"role": "user", "content": "Hi {who}"}, {"role": "assistant", "content": "Hello"},
+                {"role": "user", "content": "Bye {who}"}]
+    path = tmp_path / "chat.json"
+    path.write_text(json.dumps([{"messages": messages, "who": "Ann"}]), encoding="utf-8")
+    from_json = load_prompts(path)[0]
+    from_frame = load_prompts(pd.DataFrame({"messages": [messages], "who": ["Ann"]}))[0]
+    from_text = load_prompts(pd.DataFrame({"messages": [json.dumps(messages)], "who": ["Ann"]}))[0]
+    assert from_json.text == from_frame.text == from_text.text == "Bye Ann"
+    assert from_json.prompt_id == from_frame.prompt_id == from_text.prompt_id
+
+
+def test_no_bundled_prompt_is_contained_in_another_across_sets():
+    texts = []
+    for name in bundled_prompt_sets():
+        texts += [" ".join(p.text.split()) for p in load_prompts(name)]
+    assert len(texts) >= 144 + 60
+    assert not [(a, b) for a in texts for b in texts if a != b and a in b]  # the sandbox matches by substring

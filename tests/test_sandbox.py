@@ -128,6 +128,8 @@ def test_profiles_are_priced_and_the_best_cheap_model_differs_by_category():
     assert cheapest_good("extraction") == cheapest_good("summarization") == "fast"
     assert cheapest_good("code") == "balanced"
     assert cheapest_good("reasoning") == cheapest_good("arithmetic") == "frontier"
+    assert cheapest_good("conversation") == "fast" and cheapest_good("json") == "balanced"
+    assert cheapest_good("tool_call") == "frontier"
     json.dumps(PROFILES["fast"].to_dict())  # JSON-ready
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 import random
@@ -119,16 +120,16 @@ class _Fanout:
 
     def _scores_for(self, row: dict[str, Any], call: PlannedCall) -> list[dict[str, Any]]:
         p = call.prompt
-        if not p.scorer or p.reference is None:
+        if not p.scorer:
             return []
-        from llmlab.scoring.checks import score
+        from llmlab.scoring.structured import score_call
 
-        value = score(p.scorer, row["response"] if row["status"] == "ok" else None, p.reference)
+        value, comment = score_call(p, row)
         if value is None:
             return []
         return [{"run_id": self.run_id, "call_id": row["call_id"], "prompt_id": p.prompt_id, "model": row["model"],
                  "kind": "auto", "scorer": p.scorer, "score": float(value), "raw_value": float(value),
-                 "comment": None, "created_at_utc": utc_now()}]
+                 "comment": comment, "created_at_utc": utc_now()}]
 
     def _finish(self, call: PlannedCall, row: dict[str, Any]) -> None:
         row["created_at_utc"] = utc_now()
@@ -166,7 +167,7 @@ class _Fanout:
     def _from_cache(self, call: PlannedCall, hit: dict[str, Any]) -> dict[str, Any]:
         row = self._base_row(call)
         for k in ("answered_by", "latency_ms", "ttft_ms", "input_tokens", "output_tokens", "cost_usd", "response",
-                  "finish_reason"):
+                  "finish_reason", "tool_calls", "response_mode"):
             v = hit.get(k)
             row[k] = None if _isnan(v) else v
         row.update(status="ok", cached=True, attempts=0, source_call_id=hit["call_id"])
@@ -183,6 +184,41 @@ class _Fanout:
             self.on_delta = None
 
     async def _request(self, spec: ModelSpec, call: PlannedCall, entry: dict[str, Any]) -> dict[str, Any]:
+        """One attempt: a provider request, then (multi-step mode: ``tool_steps`` > 0 and the prompt has scripted
+        ``tool_results``) up to ``tool_steps`` more, each sending the model's tool calls back with the scripted
+        results. Latency, tokens and cost add up over the steps; ``tool_calls`` lists every call (with its
+        ``step``); the response is the last step's. A failed step fails the attempt (retried as a whole)."""
+        steps = self.opts.tool_steps if call.prompt.tool_results else 0
+        total_requests = 0
+        try:
+            result = await self._request_once(spec, call, entry)
+            total_requests += entry.get("http_requests", 1)
+            if not steps:
+                return result
+            calls = _with_step(result["tool_calls"], 0)
+            messages = list(call.messages)
+            for step in range(1, steps + 1):
+                if not result["tool_calls"]:
+                    break
+                messages += _tool_turns(json.loads(result["tool_calls"]), call.prompt.tool_results, step)
+                nxt = await self._request_once(spec, dataclasses.replace(call, messages=messages), entry)
+                total_requests += entry.get("http_requests", 1)
+                calls += _with_step(nxt["tool_calls"], step)
+                for k in ("latency_ms", "input_tokens", "output_tokens"):
+                    nxt[k] = result[k] + nxt[k]
+                nxt["cost_usd"] = spec.cost_usd(nxt["input_tokens"], nxt["output_tokens"])
+                nxt["ttft_ms"] = result["ttft_ms"]
+                result = nxt
+            result["tool_calls"] = json.dumps(calls, ensure_ascii=False) if calls else None
+            return result
+        except BaseException:
+            total_requests += entry.get("http_requests", 1) if steps else 0
+            raise
+        finally:
+            if steps:
+                entry["http_requests"] = total_requests
+
+    async def _request_once(self, spec: ModelSpec, call: PlannedCall, entry: dict[str, Any]) -> dict[str, Any]:
         """One provider request. Returns the result fields of the row; raises the provider's error, or
         StreamCutError / MalformedResponseError for a stream cut mid-way or an unusable body, or TimeoutError.
 
@@ -190,6 +226,7 @@ class _Fanout:
         ll = litellm()
         kwargs = spec.call_kwargs()
         kwargs.update(self.opts.request_params())
+        kwargs.update(call.call_params)
         kwargs.update(messages=call.messages, timeout=self.opts.timeout_s, num_retries=0, max_retries=0)
         wire: Wire | None = None
         token = None
@@ -206,10 +243,12 @@ class _Fanout:
         usage = None
         finish_reason = None
         parts: list[str] = []
+        tools = _ToolCalls()
         try:
             if not self.opts.stream:
                 resp = await with_deadline(acompletion(**kwargs), self.opts.timeout_s, wire)
                 text = resp.choices[0].message.content or ""
+                tools.add_message(resp.choices[0].message)
                 finish_reason = resp.choices[0].finish_reason
                 usage = getattr(resp, "usage", None)
             else:
@@ -226,6 +265,8 @@ class _Fanout:
                             if not chunk.choices:
                                 continue
                             choice = chunk.choices[0]
+                            if tools.add_delta(choice.delta) and ttft_ms is None:
+                                ttft_ms = (time.perf_counter() - t0) * 1000
                             delta = getattr(choice.delta, "content", None)
                             if delta:
                                 if ttft_ms is None:  # when the chunk holding it arrived, where seen
@@ -249,7 +290,7 @@ class _Fanout:
                 if finish_reason is None:
                     raise StreamCutError(f"{spec.name}: the stream ended after {len(text)} characters without a "
                                          "finish reason")
-                if not text and usage is None:
+                if not text and usage is None and not tools.calls:
                     raise MalformedResponseError(f"{spec.name}: the stream ended with no content and no usage "
                                                  "(undecodable events?)")
         finally:
@@ -270,7 +311,8 @@ class _Fanout:
         # a key echoed in an answer is never stored (the token counts above are of the real answer)
         return {"response": redact(text), "latency_ms": latency_ms, "ttft_ms": ttft_ms, "input_tokens": int(in_tok),
                 "output_tokens": int(out_tok), "finish_reason": finish_reason,
-                "cost_usd": spec.cost_usd(int(in_tok), int(out_tok))}
+                "cost_usd": spec.cost_usd(int(in_tok), int(out_tok)), "tool_calls": tools.to_json(),
+                "response_mode": response_mode(spec, call.call_params.get("response_format"))}
 
     async def _admit(self, spec: ModelSpec, tokens: int) -> tuple[float, list[float] | None]:
         """With the model's slot held: wait out the model's Retry-After cool-down and rate-limit budget, take a
@@ -417,6 +459,89 @@ class _Fanout:
                 self._finish(call, self._cancelled_row(call))
             await asyncio.shield(self.writer.close())
         return self.stats
+
+
+class _ToolCalls:
+    """The tool calls of one answer, from a whole message or assembled from stream deltas (by index)."""
+
+    def __init__(self) -> None:
+        self.calls: dict[int, dict[str, Any]] = {}
+
+    def add_message(self, message: Any) -> None:
+        for i, tc in enumerate(getattr(message, "tool_calls", None) or []):
+            fn = getattr(tc, "function", None)
+            self.calls[i] = {"id": getattr(tc, "id", None), "name": getattr(fn, "name", None),
+                             "arguments": getattr(fn, "arguments", None) or ""}
+
+    def add_delta(self, delta: Any) -> bool:
+        """Add a stream delta's tool-call fragments; True when it had any."""
+        pieces = getattr(delta, "tool_calls", None) or []
+        for k, tc in enumerate(pieces):
+            index = getattr(tc, "index", None)
+            index = k if index is None else int(index)
+            entry = self.calls.setdefault(index, {"id": None, "name": None, "arguments": ""})
+            fn = getattr(tc, "function", None)
+            if getattr(tc, "id", None):
+                entry["id"] = tc.id
+            if getattr(fn, "name", None):
+                entry["name"] = fn.name
+            if getattr(fn, "arguments", None):
+                entry["arguments"] += fn.arguments
+        return bool(pieces)
+
+    def to_json(self) -> str | None:
+        """``[{"id", "name", "arguments"}]`` as JSON (arguments decoded when they are JSON), None for no call."""
+        if not self.calls:
+            return None
+        out = []
+        for _, c in sorted(self.calls.items()):
+            args: Any = c["arguments"]
+            try:
+                args = json.loads(args) if isinstance(args, str) and args.strip() else (args or {})
+            except ValueError:
+                pass  # kept as the raw text the model wrote: a tool_call scorer reports it
+            out.append({"id": c["id"], "name": c["name"], "arguments": args})
+        return redact(json.dumps(out, ensure_ascii=False))
+
+
+def _with_step(tool_calls: str | None, step: int) -> list[dict[str, Any]]:
+    return [{**c, "step": step} for c in json.loads(tool_calls)] if tool_calls else []
+
+
+def _tool_turns(calls: list[dict[str, Any]], results: dict[str, Any], step: int) -> list[dict[str, Any]]:
+    """The assistant turn that made ``calls`` and one tool turn per call with its scripted result (a function the
+    prompt scripted no result for gets ``{"error": "no scripted result for NAME"}``: no code runs)."""
+    assistant = {"role": "assistant", "content": None, "tool_calls": [
+        {"id": c.get("id") or f"call_{step}_{i}", "type": "function",
+         "function": {"name": c["name"], "arguments": c["arguments"] if isinstance(c["arguments"], str)
+                      else json.dumps(c["arguments"])}} for i, c in enumerate(calls)]}
+    turns: list[dict[str, Any]] = [assistant]
+    for tc, c in zip(assistant["tool_calls"], calls, strict=True):
+        value = results.get(c["name"], {"error": f"no scripted result for {c['name']}"})
+        turns.append({"role": "tool", "tool_call_id": tc["id"],
+                      "content": value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)})
+    return turns
+
+
+def response_mode(spec: ModelSpec, response_format: Any) -> str | None:
+    """How LiteLLM delivers a ``response_format`` to the model's provider (recorded as ``response_mode``):
+    ``json_schema`` (passed as it is: OpenAI and OpenAI-compatible providers), ``output_format`` (Anthropic's
+    native structured output, for the models LiteLLM's model map marks ``supports_native_structured_output``),
+    ``json_tool`` (LiteLLM's fallback for other Anthropic models: a forced tool whose input is the schema,
+    returned as the answer text), ``json_object`` / ``text`` as asked; None without a response format."""
+    if not response_format:
+        return None
+    kind = response_format.get("type")
+    if kind != "json_schema":
+        return str(kind)
+    if spec.provider == "anthropic":
+        try:
+            native = bool(litellm().supports_native_structured_output(model=spec.litellm_model,
+                                                                      custom_llm_provider="anthropic"))
+        except Exception:  # noqa: BLE001 - unknown to LiteLLM's model map: not native
+            native = False
+        return "output_format" if native else "json_tool"
+    return "json_schema"
 
 
 def _isnan(v: Any) -> bool:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
@@ -126,6 +127,16 @@ def run_name(prompt_set: str, models: Sequence[str]) -> str:
     return f"{prompt_set} · {who} · {utc_now():%Y-%m-%d %H:%M}"
 
 
+def _structured_fields(prompt: Any, extra: dict[str, Any]) -> dict[str, Any]:
+    """The prompt row's JSON columns: its conversation (images as path + hash), and the response format / tools
+    its calls were made with (``extra``: the row's, else the run's)."""
+    out: dict[str, Any] = {}
+    for column, value in (("messages", prompt.messages), ("response_format", extra.get("response_format")),
+                          ("tools", extra.get("tools")), ("tool_choice", extra.get("tool_choice"))):
+        out[column] = None if value is None else redact(json.dumps(value, ensure_ascii=False, default=str))
+    return out
+
+
 async def _arun_impl(the_plan: Plan, store: Store, *, name: str | None, tags: Sequence[str],
                      on_result: Callable[[dict[str, Any]], Any] | None, on_delta: Callable[[str, str], Any] | None,
                      holder: dict[str, Any], run_id: str | None = None) -> RunResult:
@@ -140,10 +151,11 @@ async def _arun_impl(the_plan: Plan, store: Store, *, name: str | None, tags: Se
         llmlab_version=__version__, litellm_version=litellm_version(), sandbox=any(s.sandbox for s in the_plan.specs),
         n_prompts=len(ps), n_calls_planned=the_plan.n_calls,
     )
+    params_by_prompt = {c.prompt.prompt_id: c.call_params for c in the_plan.calls}
     await asyncio.to_thread(store.add_prompts, [
         {"run_id": run_id, "prompt_id": p.prompt_id, "category": p.category, "prompt": redact(p.text),
          "reference": redact(p.reference), "scorer": p.scorer, "system": redact(p.system or opts.system),
-         "source_id": p.source_id}
+         "source_id": p.source_id, **_structured_fields(p, params_by_prompt.get(p.prompt_id, {}))}
         for p in ps
     ])
     if the_plan.completion is None:

@@ -24,7 +24,11 @@ class RunOptions(BaseModel):
     """Every setting of a run (validated; bad values raise ``pydantic.ValidationError`` naming the field).
 
     Output-shaping (part of the cache key): ``temperature``, ``max_tokens``, ``samples``, ``system``,
-    ``extra_params``.
+    ``extra_params``, and for every prompt whose row does not set its own: ``response_format`` (a JSON Schema dict,
+    an OpenAI ``response_format`` dict, or a pydantic model class), ``tools`` (OpenAI function tools) and
+    ``tool_choice`` (see :mod:`llmlab.prompts.conversations`; checked when the run is planned); ``tool_steps``:
+    the multi-step mode, how many times at most a call's tool calls are answered with the prompt's scripted
+    ``tool_results`` and sent back (0: off; only prompts with ``tool_results``; no code runs).
 
     Reliability (see the README's reliability section):
 
@@ -67,6 +71,10 @@ class RunOptions(BaseModel):
     cache: bool = True
     stream: bool = True
     extra_params: dict[str, Any] = Field(default_factory=dict)
+    response_format: Any = None
+    tools: list[dict[str, Any]] | None = None
+    tool_choice: Any = None
+    tool_steps: int = Field(0, ge=0, le=10)
 
     @field_validator("fallbacks", mode="before")
     @classmethod

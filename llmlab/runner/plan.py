@@ -22,6 +22,7 @@ __all__ = [
     "PlannedCall",
     "build_messages",
     "cache_key",
+    "call_params",
     "check_budget",
     "plan",
     "prepare",
@@ -37,10 +38,12 @@ class PlannedCall:
     prompt: Any  # llmlab.prompts.Prompt
     spec: ModelSpec
     sample_index: int
-    messages: list[dict[str, str]]
+    messages: list[dict[str, Any]]
     cache_key: str
     est_input_tokens: int
     est_output_tokens: int
+    #: per-call request parameters beyond the run's: ``response_format``, ``tools``, ``tool_choice`` (row or run)
+    call_params: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -122,13 +125,47 @@ def _estimate_tokens(text: str | None) -> int:
     return max(1, len(text or "") // 4)
 
 
-def build_messages(text: str, system: str | None) -> list[dict[str, str]]:
-    """OpenAI-style chat messages for one prompt."""
+def build_messages(text: str, system: str | None, messages: Any = None) -> list[dict[str, Any]]:
+    """OpenAI-style chat messages for one prompt: its conversation (image files as data URLs, the run's ``system``
+    first when the conversation has no system turn), or ``system`` + one user turn. Raises PromptSetError for an
+    image file that is gone or changed since the prompt set was loaded."""
+    if messages:
+        from llmlab.prompts.conversations import to_wire
+
+        msgs = to_wire(messages)
+        if system and not any(m.get("role") == "system" for m in msgs):
+            msgs.insert(0, {"role": "system", "content": system})
+        return msgs
     msgs = []
     if system:
         msgs.append({"role": "system", "content": system})
     msgs.append({"role": "user", "content": text})
     return msgs
+
+
+def call_params(prompt: Any, options: RunOptions) -> dict[str, Any]:
+    """The structured-output and tool parameters of one prompt's calls: the row's ``response_format`` / ``tools``
+    / ``tool_choice``, else the run's (normalized by :mod:`llmlab.prompts.conversations`; PromptSetError names
+    the run option when it is not valid)."""
+    from llmlab.prompts.conversations import normalize_response_format, normalize_tool_choice, normalize_tools
+
+    out: dict[str, Any] = {}
+    rf = prompt.response_format
+    if rf is None and options.response_format is not None:
+        rf = normalize_response_format(options.response_format, "run option response_format")
+    if rf is not None:
+        out["response_format"] = rf
+    tools = prompt.tools
+    choice = prompt.tool_choice
+    if tools is None and options.tools is not None:
+        tools = normalize_tools(options.tools, "run option tools")
+    if choice is None and options.tool_choice is not None:
+        choice = normalize_tool_choice(options.tool_choice, tools, "run option tool_choice")
+    if tools is not None:
+        out["tools"] = [dict(t) for t in tools]
+        if choice is not None:
+            out["tool_choice"] = choice
+    return out
 
 
 def cache_key(spec: ModelSpec, messages: list[dict[str, str]], params: Mapping[str, Any], sample_index: int) -> str:
@@ -162,8 +199,18 @@ def plan(prompts: Any, models: Iterable[str] | str | None = None, *, options: Ru
     calls: list[PlannedCall] = []
     for p in prompt_set:
         system = p.system or options.system
-        messages = build_messages(p.text, system)
-        est_in = _estimate_tokens(p.text) + _estimate_tokens(system) if system else _estimate_tokens(p.text)
+        messages = build_messages(p.text, system, p.messages)
+        extra = call_params(p, options)
+        # the key sees image files by their hash (the stored form), never their bytes
+        key_messages = build_messages(p.text, system) if p.messages is None else [
+            *([{"role": "system", "content": system}] if system and not p.system else []), *p.messages]
+        key_params = {**params, **extra}
+        if options.tool_steps and p.tool_results:
+            key_params.update(llmlab_tool_steps=options.tool_steps, llmlab_tool_results=p.tool_results)
+        if p.messages is None:
+            est_in = _estimate_tokens(p.text) + _estimate_tokens(system) if system else _estimate_tokens(p.text)
+        else:
+            est_in = sum(_estimate_tokens(json.dumps(m.get("content"), default=str)) for m in key_messages)
         if p.reference:
             est_out = int(_estimate_tokens(p.reference) * 1.5) + 1
         else:
@@ -172,7 +219,8 @@ def plan(prompts: Any, models: Iterable[str] | str | None = None, *, options: Ru
             for s in range(options.samples):
                 calls.append(PlannedCall(
                     call_id=new_id("c"), prompt=p, spec=spec, sample_index=s, messages=messages,
-                    cache_key=cache_key(spec, messages, params, s), est_input_tokens=est_in, est_output_tokens=est_out,
+                    cache_key=cache_key(spec, key_messages, key_params, s), est_input_tokens=est_in,
+                    est_output_tokens=est_out, call_params=extra,
                 ))
     fallback_specs = resolve_fallbacks(specs, options)
     _ensure_sandbox_for([*specs, *(f for chain in fallback_specs.values() for f in chain)])

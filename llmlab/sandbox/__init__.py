@@ -4,6 +4,8 @@
 - :mod:`llmlab.sandbox.answers`: deterministic answers from the bundled prompt sets, judge verdicts.
 - :mod:`llmlab.sandbox.faults`: injectable faults.
 - :mod:`llmlab.sandbox.formats`: the OpenAI and Anthropic wire formats (bodies, SSE events, errors).
+- :mod:`llmlab.sandbox.structured`: tool calls, JSON-schema answers, tool results and images in both formats,
+  and the request shape kept in the request log.
 - :mod:`llmlab.sandbox.server`: the aiohttp server, :class:`Sandbox` (its docstring is the sandbox's manual).
 - :mod:`llmlab.sandbox.control`: :class:`RemoteSandbox`, :func:`ensure_sandbox`, the ``llmlab sandbox`` command.
 """

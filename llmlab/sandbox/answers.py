@@ -64,6 +64,13 @@ def _content_text(content: Any) -> str:
     return str(content)
 
 
+def _last_user_text(messages: list[Any]) -> str | None:
+    for m in reversed(messages):
+        if isinstance(m, dict) and m.get("role") == "user":
+            return _content_text(m.get("content"))
+    return None
+
+
 def default_datasets_dir() -> Path:
     """The directory of bundled prompt sets (:func:`llmlab.prompts.datasets_dir`: ``$LLMLAB_DATASETS_DIR`` or
     ``<repo>/datasets``)."""
@@ -140,6 +147,9 @@ class _Datasets:
                 except json.JSONDecodeError:
                     logger.debug("sandbox: %s:%d is not JSON, skipped", path, lineno)
                     continue
+                if isinstance(obj, dict) and not isinstance(obj.get("prompt"), str) and isinstance(
+                        obj.get("messages"), list):  # a conversation row: matched by its last user turn
+                    obj = {**obj, "prompt": _last_user_text(obj["messages"])}
                 if not isinstance(obj, dict) or not isinstance(obj.get("prompt"), str):
                     continue
                 ref = obj.get("reference")
@@ -281,10 +291,13 @@ def _generic_answer(model: str, prompt: str, max_tokens: int | None, u: float) -
 @dataclass(frozen=True)
 class SandboxAnswer:
     """One simulated answer: ``text``; ``finish`` ``"stop"`` or ``"length"`` (cut at max_tokens); ``kind``
-    ``"echo"``, ``"judge"``, ``"correct"``, ``"wrong"`` (a bundled item) or ``"generic"`` (unknown prompt)."""
+    ``"echo"``, ``"judge"``, ``"correct"``, ``"wrong"`` (a bundled item) or ``"generic"`` (unknown prompt), prefixed
+    ``json_`` / ``tool_`` by :mod:`llmlab.sandbox.structured`; ``tool_calls``: ``({"id", "name", "arguments"},
+    ...)`` when the answer calls tools."""
 
     text: str
     finish: Literal["stop", "length"]
     kind: str
+    tool_calls: tuple[dict[str, Any], ...] = ()
 
 

@@ -15,6 +15,7 @@ from typing import Any
 from aiohttp import web
 
 logger = logging.getLogger(__name__)
+from llmlab.sandbox import structured
 from llmlab.sandbox.answers import (
     SandboxAnswer,
 )
@@ -130,6 +131,15 @@ def _usage_openai(ctx: _Ctx) -> dict[str, Any]:
 
 
 def _openai_body(ctx: _Ctx) -> dict[str, Any]:
+    if any(a.tool_calls for a in ctx.answers):
+        return {
+            "id": f"chatcmpl-{ctx.request_id}", "object": "chat.completion", "created": int(time.time()),
+            "model": ctx.profile.name, "system_fingerprint": "fp_llmlab_sandbox",
+            "choices": [{"index": i, "message": structured.openai_message(a) if a.tool_calls else {
+                "role": "assistant", "content": a.text, "refusal": None}, "logprobs": None,
+                "finish_reason": "tool_calls" if a.tool_calls else a.finish} for i, a in enumerate(ctx.answers)],
+            "usage": _usage_openai(ctx),
+        }
     return {
         "id": f"chatcmpl-{ctx.request_id}", "object": "chat.completion", "created": int(time.time()),
         "model": ctx.profile.name, "system_fingerprint": "fp_llmlab_sandbox",
@@ -140,6 +150,8 @@ def _openai_body(ctx: _Ctx) -> dict[str, Any]:
 
 
 def _anthropic_stop(a: SandboxAnswer) -> str:
+    if a.tool_calls:
+        return "tool_use"
     return "max_tokens" if a.finish == "length" else "end_turn"
 
 
@@ -147,13 +159,16 @@ def _anthropic_body(ctx: _Ctx) -> dict[str, Any]:
     a = ctx.answers[0]
     return {
         "id": f"msg_{ctx.request_id}", "type": "message", "role": "assistant", "model": ctx.profile.name,
-        "content": [{"type": "text", "text": a.text}], "stop_reason": _anthropic_stop(a), "stop_sequence": None,
+        "content": structured.anthropic_content(a) if a.tool_calls else [{"type": "text", "text": a.text}],
+        "stop_reason": _anthropic_stop(a), "stop_sequence": None,
         "usage": {"input_tokens": ctx.input_tokens, "output_tokens": ctx.output_tokens},
     }
 
 
 def _openai_events(ctx: _Ctx) -> list[tuple[str, bytes]]:
     """(kind, bytes) pairs: kind ``content`` marks a paced chunk, ``final`` the chunks a cut stream omits."""
+    if any(a.tool_calls for a in ctx.answers):
+        return structured.openai_events(ctx, _usage_openai(ctx))
     created = int(time.time())
     base = {"id": f"chatcmpl-{ctx.request_id}", "object": "chat.completion.chunk", "created": created,
             "model": ctx.profile.name, "system_fingerprint": "fp_llmlab_sandbox"}
@@ -177,6 +192,8 @@ def _openai_events(ctx: _Ctx) -> list[tuple[str, bytes]]:
 
 def _anthropic_events(ctx: _Ctx) -> list[tuple[str, bytes]]:
     a = ctx.answers[0]
+    if a.tool_calls:
+        return structured.anthropic_events(ctx)
     out: list[tuple[str, bytes]] = [
         ("head", _sse({"type": "message_start", "message": {
             "id": f"msg_{ctx.request_id}", "type": "message", "role": "assistant", "model": ctx.profile.name,

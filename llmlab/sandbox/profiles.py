@@ -27,8 +27,10 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 
-#: The task categories of the bundled prompt sets.
-CATEGORIES: tuple[str, ...] = ("extraction", "classification", "arithmetic", "code", "summarization", "reasoning")
+#: The task categories of the bundled prompt sets (``quickstart``: the first six; ``tools_and_json``: the
+#: capabilities conversation, json, tool_call).
+CATEGORIES: tuple[str, ...] = ("extraction", "classification", "arithmetic", "code", "summarization", "reasoning",
+                               "conversation", "json", "tool_call")
 
 #: Every fault kind the sandbox can inject. Retryable: 429, 5xx, timeout, reset, malformed, cut_stream.
 #: Not retryable: 400, 401, 403, 404, context_window.
@@ -101,14 +103,17 @@ class ModelProfile:
 
 #: The simulated models. The accuracies make the best cheap choice differ by category: tiny is nearly as good
 #: as frontier on classification, fast is good at extraction and summarization, balanced at code, and only
-#: frontier is good at arithmetic and reasoning. All figures are simulated.
+#: frontier is good at arithmetic and reasoning. On the structured capabilities (``datasets/tools_and_json.jsonl``):
+#: fast holds a conversation nearly as well as frontier, balanced keeps to a JSON Schema, only frontier calls tools
+#: reliably, and tiny does none of it well. All figures are simulated.
 PROFILES: dict[str, ModelProfile] = {
     "frontier": ModelProfile(
         name="frontier", api="openai",
         input_cost_per_token=5e-6, output_cost_per_token=15e-6,
         ttft_ms=900.0, tokens_per_s=45.0, jitter=0.25,
         accuracy={"extraction": 0.95, "classification": 0.95, "arithmetic": 0.92, "code": 0.93,
-                  "summarization": 0.94, "reasoning": 0.90},
+                  "summarization": 0.94, "reasoning": 0.90,
+                  "conversation": 0.92, "json": 0.96, "tool_call": 0.95},
         default_accuracy=0.90, context_window_tokens=200_000, max_output_tokens=8192,
     ),
     "balanced": ModelProfile(
@@ -116,7 +121,8 @@ PROFILES: dict[str, ModelProfile] = {
         input_cost_per_token=1e-6, output_cost_per_token=4e-6,
         ttft_ms=550.0, tokens_per_s=80.0, jitter=0.25,
         accuracy={"extraction": 0.86, "classification": 0.90, "arithmetic": 0.62, "code": 0.91,
-                  "summarization": 0.85, "reasoning": 0.58},
+                  "summarization": 0.85, "reasoning": 0.58,
+                  "conversation": 0.86, "json": 0.95, "tool_call": 0.70},
         default_accuracy=0.80, context_window_tokens=200_000, max_output_tokens=8192,
     ),
     "fast": ModelProfile(
@@ -124,7 +130,8 @@ PROFILES: dict[str, ModelProfile] = {
         input_cost_per_token=2.5e-7, output_cost_per_token=1e-6,
         ttft_ms=280.0, tokens_per_s=150.0, jitter=0.3,
         accuracy={"extraction": 0.93, "classification": 0.88, "arithmetic": 0.45, "code": 0.62,
-                  "summarization": 0.91, "reasoning": 0.40},
+                  "summarization": 0.91, "reasoning": 0.40,
+                  "conversation": 0.91, "json": 0.55, "tool_call": 0.62},
         default_accuracy=0.70, context_window_tokens=128_000, max_output_tokens=4096,
     ),
     "tiny": ModelProfile(
@@ -132,7 +139,8 @@ PROFILES: dict[str, ModelProfile] = {
         input_cost_per_token=5e-8, output_cost_per_token=2e-7,
         ttft_ms=130.0, tokens_per_s=320.0, jitter=0.3,
         accuracy={"extraction": 0.60, "classification": 0.93, "arithmetic": 0.20, "code": 0.30,
-                  "summarization": 0.55, "reasoning": 0.22},
+                  "summarization": 0.55, "reasoning": 0.22,
+                  "conversation": 0.70, "json": 0.30, "tool_call": 0.35},
         default_accuracy=0.50, context_window_tokens=16_384, max_output_tokens=2048,
     ),
 }

@@ -68,6 +68,7 @@ from __future__ import annotations
 import asyncio
 import fnmatch
 import itertools
+import json
 import logging
 import os
 import re
@@ -83,6 +84,7 @@ from typing import Any
 from aiohttp import web
 
 from llmlab.errors import FaultSpecError, SandboxError
+from llmlab.sandbox import structured
 
 logger = logging.getLogger(__name__)
 from llmlab.sandbox.answers import (
@@ -409,14 +411,15 @@ class Sandbox:
 
     # ------------------------------------------------------------------ stats
 
-    def _record(self, model: str, path: str, stream: bool, outcome: str, http_status: int | None) -> None:
-        """Called with the lock held."""
+    def _record(self, model: str, path: str, stream: bool, outcome: str, http_status: int | None,
+                shape: dict[str, Any] | None = None) -> None:
+        """Called with the lock held. ``shape``: :func:`llmlab.sandbox.structured.request_shape` of the body."""
         self._by_model[model] += 1
         self._by_outcome[outcome] += 1
         self._by_model_outcome.setdefault(model, Counter())[outcome] += 1
         self._log.append({
             "model": model, "path": path, "stream": stream, "outcome": outcome, "http_status": http_status,
-            "received_at_monotonic_s": time.monotonic(),
+            "received_at_monotonic_s": time.monotonic(), "request": shape,
         })
 
     def stats(self) -> dict[str, Any]:
@@ -447,8 +450,10 @@ class Sandbox:
     @property
     def request_log(self) -> list[dict[str, Any]]:
         """A copy of the request log: one dict per model request with ``model``, ``path``, ``stream``,
-        ``outcome``, ``http_status`` (None when no HTTP response was sent) and ``received_at_monotonic_s``
-        (``time.monotonic()`` in this process)."""
+        ``outcome``, ``http_status`` (None when no HTTP response was sent), ``received_at_monotonic_s``
+        (``time.monotonic()`` in this process) and ``request`` (the body's provider-native shape: roles, content
+        types, tool names and format, tool_choice, response_format; see
+        :func:`llmlab.sandbox.structured.request_shape`; None for an unparsable body)."""
         with self._lock:
             return [dict(e) for e in self._log]
 
@@ -618,6 +623,7 @@ class Sandbox:
             return _error_response(api, 400, f"invalid JSON body: {exc}", "invalid_request_error")
         model = _bare_model(body.get("model"))
         stream = bool(body.get("stream"))
+        shape = structured.request_shape(api, body)
         messages = body.get("messages") if isinstance(body.get("messages"), list) else []
         if api == "anthropic":
             system = _content_text(body.get("system"))
@@ -634,16 +640,16 @@ class Sandbox:
             self._request_counter += 1
             profile = self.profiles.get(model)
             if profile is None:
-                self._record(model or "(none)", path, stream, "unknown_model", 404)
+                self._record(model or "(none)", path, stream, "unknown_model", 404, shape)
                 fault = None
             else:
                 fault = self._decide_fault(model)
                 if fault is not None:
-                    self._record(model, path, stream, fault.kind, _fault_http_status(fault.kind, stream))
+                    self._record(model, path, stream, fault.kind, _fault_http_status(fault.kind, stream), shape)
                 elif input_tokens > profile.context_window_tokens:
-                    self._record(model, path, stream, "context_window", 400)
+                    self._record(model, path, stream, "context_window", 400, shape)
                 else:
-                    self._record(model, path, stream, "ok", 200)
+                    self._record(model, path, stream, "ok", 200, shape)
 
         if profile is None:
             return _error_response(api, 404, f"The model `{model}` does not exist or you do not have access to it.",
@@ -659,10 +665,13 @@ class Sandbox:
                 n = max(1, min(int(body.get("n") or 1), 16))
             except (TypeError, ValueError):
                 n = 1
-        answers = [self.answer(model, messages, system=system, max_tokens=_int_or_none(max_tokens),
-                               temperature=_float_or_none(temperature), seed=seed, choice_index=i)
-                   for i in range(n)]
-        output_tokens = sum(estimate_tokens(a.text) for a in answers)
+        answers = structured.answers(self, api, model, body, messages, system=system,
+                                     max_tokens=_int_or_none(max_tokens), temperature=_float_or_none(temperature),
+                                     seed=seed, n=n) or [
+            self.answer(model, messages, system=system, max_tokens=_int_or_none(max_tokens),
+                        temperature=_float_or_none(temperature), seed=seed, choice_index=i) for i in range(n)]
+        output_tokens = sum(estimate_tokens(a.text + (json.dumps(a.tool_calls) if a.tool_calls else ""))
+                            for a in answers)
         key = (self.seed, model, _norm(input_text), seed, temperature, n)
         ttft_s, gen_s = self._latency_s(profile, output_tokens, key)
         ctx = _Ctx(api=api, profile=profile, answers=answers, input_tokens=input_tokens,

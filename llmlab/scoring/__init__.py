@@ -1,5 +1,6 @@
 """Scoring: deterministic checks (:mod:`~llmlab.scoring.checks`, pure), the LLM judge (:mod:`~llmlab.scoring.judge`,
-a client of the runner) and human ratings (:mod:`~llmlab.scoring.human`).
+a client of the runner) and human ratings (:mod:`~llmlab.scoring.human`); structured answers (JSON Schema, tool
+calls: :mod:`~llmlab.scoring.structured`) are registered among the checks when this package is imported.
 
 This package re-exports only the checks, so that the runner, which scores each finished call with them, does not
 import the judge (which imports the runner): no cycle, even through a function-level import.
@@ -8,6 +9,7 @@ import the judge (which imports the runner): no cycle, even through a function-l
 from __future__ import annotations
 
 from llmlab.scoring import checks
+from llmlab.scoring import structured as structured  # registers json_schema, tool_call, no_tool_call
 from llmlab.scoring.checks import *  # noqa: F403  (the checks' __all__)
 
 __all__ = list(checks.__all__)

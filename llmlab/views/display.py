@@ -297,14 +297,31 @@ def _clean(v: Any) -> Any:
     return None if v is None or _isnan(v) else v
 
 
+def _answer_of(r: Mapping[str, Any]) -> Any:
+    """The answer text of a result row, with the tool calls it made as ``→ name({arguments})`` lines (plain
+    text: every surface escapes it like any answer)."""
+    text = _clean(r.get("response"))
+    raw = _clean(r.get("tool_calls"))
+    if not raw:
+        return text
+    try:
+        calls = json.loads(raw) if isinstance(raw, str) else list(raw)
+    except (TypeError, ValueError):
+        return text
+    lines = [f"→ {c.get('name')}({json.dumps(c.get('arguments'), ensure_ascii=False)})" for c in calls
+             if isinstance(c, Mapping)]
+    return "\n".join([*([text] if text else []), *lines]) or text
+
+
 def cards_from_rows(rows: Iterable[Mapping[str, Any]]) -> list[Card]:
     """Cards from result rows (dicts or DataFrame records with the ``calls`` columns: ``model, status, response,
     latency_ms, ttft_ms, input_tokens, output_tokens, cost_usd, cached, error_type, error_message, http_status,
-    sample_index``, optionally ``answered_by, quality``), in the order given."""
+    sample_index``, optionally ``answered_by, quality, tool_calls``: the calls are shown after the answer), in the
+    order given."""
     cards = []
     for r in rows:
         cards.append(Card(
-            model=str(r.get("model")), status=str(r.get("status") or "error"), text=_clean(r.get("response")),
+            model=str(r.get("model")), status=str(r.get("status") or "error"), text=_answer_of(r),
             sample_index=int(_clean(r.get("sample_index")) or 0), latency_ms=_clean(r.get("latency_ms")),
             ttft_ms=_clean(r.get("ttft_ms")), input_tokens=_clean(r.get("input_tokens")),
             output_tokens=_clean(r.get("output_tokens")), cost_usd=_clean(r.get("cost_usd")),
@@ -430,7 +447,7 @@ def grid_bundle(results: Any, *, fmt: str = "text", max_rows: int = 50, max_char
             if r.get("status") == "ok":
                 q = _num(r.get("quality"))
                 mark = "" if q is None else ("✓ " if q >= 0.5 else "✗ ")
-                body = answer_text(_clean(r.get("response")), fmt)
+                body = answer_text(_answer_of(r), fmt)
                 texts.append(mark + _short(body, max_chars))
                 titles.append(body)
             else:
