@@ -174,9 +174,9 @@ def test_cli_and_magic_name_their_own_flags_for_the_same_mistake(sandbox, capsys
     cli_err = capsys.readouterr().err.strip().splitlines()
     assert len(cli_err) == 1 and "--temperature: Input should be less than or equal to 2 (got 3.0)" in cli_err[0]
 
-    from IPython.testing.globalipapp import get_ipython
+    from IPython.core.interactiveshell import InteractiveShell
 
-    ip = get_ipython()
+    ip = InteractiveShell.instance()
     ip.register_magics(LLMMagics)
     with pytest.raises(UsageError, match=r"-t/--temperature: Input should be less than or equal to 2 \(got 3\.0\)"):
         ip.run_cell_magic("llm", "sandbox/fast -t 3", "hello")
