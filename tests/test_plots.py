@@ -238,3 +238,34 @@ def test_charts_handle_empty_and_unscored_results():
         assert not traces(fig, value="models")
         hm = plots.quality_heatmap(summary)
         assert len(hm.layout.annotations) >= 1
+
+
+def test_error_chart_says_nothing_failed_in_one_line_instead_of_empty_panels():
+    import pandas as pd
+
+    frame = pd.DataFrame([{"run_id": "r", "call_id": f"c{i}", "prompt_id": f"p{i}", "sample_index": 0,
+                           "category": "a", "model": m, "status": "ok", "error_type": None, "attempts": 1,
+                           "fallbacks_taken": 0, "latency_ms": 100.0, "ttft_ms": 50.0, "input_tokens": 5,
+                           "output_tokens": 5, "cost_usd": 0.001, "cached": False, "quality": 1.0}
+                          for i in range(4) for m in ("x", "y")])
+    fig = plots.error_chart(frame)
+    assert len(fig.data) == 0 and fig.layout.height == 160
+    assert [a.text for a in fig.layout.annotations] == ["no failed calls, retries, fallbacks or cache hits in 8 calls"]
+
+
+def test_quality_vs_cost_keeps_end_labels_inside_and_the_star_label_away_from_the_models():
+    import pandas as pd
+
+    summary = pd.DataFrame({"model": ["a", "b", "c"], "quality": [0.5, 0.7, 0.9],
+                            "quality_ci_low": [0.4, 0.6, 0.8], "quality_ci_high": [0.6, 0.8, 1.0],
+                            "n_scored": [10, 10, 10], "latency_p95_ms": [100.0, 200.0, 300.0],
+                            "cost_per_1k_prompts_usd": [0.01, 0.5, 2.0]})
+    fig = plots.quality_vs_cost(summary, routing_projection={"quality": 0.85, "cost_per_1k_prompts_usd": 0.8,
+                                                              "savings_pct": 60.0, "latency_p95_ms": 250.0})
+    models = next(t for t in fig.data if t.meta == "models")
+    assert list(models.textposition) == ["top right", "top center", "top left"]
+    assert models.cliponaxis is False
+    star = next(t for t in fig.data if t.meta == "routing")
+    assert star.textposition.startswith("bottom") and star.textposition != "bottom center"
+    lo, hi = fig.layout.xaxis.range                      # log axis, padded beyond both end points
+    assert fig.layout.xaxis.type == "log" and 10 ** lo < 0.01 and 10 ** hi > 2.0

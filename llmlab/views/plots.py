@@ -339,7 +339,8 @@ def quality_vs_cost(
             y=q.tolist(),
             mode="markers+text",
             text=[str(m) for m in pts["model"]],
-            textposition="top center",
+            textposition=_label_positions(_num(pts["cost_per_1k_prompts_usd"])),
+            cliponaxis=False,  # a label near the edge runs into the margin instead of being cut
             name="models",
             marker={"size": 12, "color": "#636efa"},
             error_y={"type": "data", "symmetric": False, "array": _nan_to_none((high - q).tolist()),
@@ -377,7 +378,10 @@ def quality_vs_cost(
             lat = routing_projection.get("latency_p95_ms")
             fig.add_trace(go.Scatter(
                 x=[float(rc)], y=[float(rq)], mode="markers+text", name="routing table (projected)",
-                text=["routing table"], textposition="bottom center",
+                # below and away from the centre: the models' labels sit above their points
+                text=["routing table"], cliponaxis=False,
+                textposition=("bottom left" if not pts.empty and float(rc) > float(np.nanmedian(
+                    _num(pts["cost_per_1k_prompts_usd"]))) else "bottom right"),
                 marker={"symbol": "star", "size": 18, "color": "#00a07a", "line": {"width": 1, "color": "#fff"}},
                 customdata=[[_float_or_nan(savings), _float_or_nan(lat)]],
                 hovertemplate=("routing table (projected)<br>quality %{y:.3f}<br>$%{x:,.4f} per 1,000 prompts"
@@ -394,11 +398,29 @@ def quality_vs_cost(
         _empty_note(fig, "no model has both a quality score and a known price")
     xs = _num(pts["cost_per_1k_prompts_usd"]) if not pts.empty else np.array([])
     if xs.size and xs.min() > 0 and xs.max() / xs.min() >= 10:
-        fig.update_xaxes(type="log")
-    fig.update_layout(template=_TEMPLATE, title="Quality vs cost", height=500, margin={"b": 110},
+        lo, hi = math.log10(float(xs.min())), math.log10(float(xs.max()))
+        pad = max(0.1, 0.12 * (hi - lo))
+        fig.update_xaxes(type="log", range=[lo - pad, hi + pad])  # room for the end points' labels
+    elif xs.size:
+        lo, hi = float(xs.min()), float(xs.max())
+        pad = 0.12 * (hi - lo) if hi > lo else max(abs(hi) * 0.2, 1e-6)
+        fig.update_xaxes(range=[lo - pad, hi + pad])
+    fig.update_layout(template=_TEMPLATE, title="Quality vs cost", height=500, margin={"b": 110, "r": 40},
                       xaxis_title="USD per 1,000 prompts", yaxis_title="quality (95% CI)",
                       yaxis={"range": [-0.05, 1.08]})
     return fig
+
+
+def _label_positions(xs: np.ndarray) -> list[str]:
+    """Text positions for point labels: the left-most point's label to its right, the right-most to its left (so
+    neither runs off the plot), the others centred above."""
+    if xs.size <= 1:
+        return ["top center"] * int(xs.size)
+    order = np.argsort(xs)
+    pos = ["top center"] * xs.size
+    pos[int(order[0])] = "top right"
+    pos[int(order[-1])] = "top left"
+    return pos
 
 
 def _float_or_nan(v) -> float:
@@ -465,7 +487,8 @@ def error_chart(results: pd.DataFrame) -> go.Figure:
         results: a results frame.
 
     Returns:
-        A Figure with three panels. Left: stacked bars, one trace per error type (``meta = {"panel":
+        When no call failed, retried, fell back or hit the cache: a short Figure with one line saying so (no
+        traces). Otherwise a Figure with three panels. Left: stacked bars, one trace per error type (``meta = {"panel":
         "errors", "error_type": t}``), x = models, y = share of the model's calls that failed with that type
         (stacked through ``base``).
         Middle: ``retries`` per model (``meta = {"panel": "retries"}``, provider requests beyond the first,
@@ -479,6 +502,17 @@ def error_chart(results: pd.DataFrame) -> go.Figure:
     breakdown = analysis.error_breakdown(results)
     sm = analysis.summarize_models(results)
     models = [m for m in sm["model"]]
+    quiet = (breakdown.empty and not _num(sm["retries"]).any()
+             and not np.nan_to_num(_num(sm["fallback_rate"])).any() and not np.nan_to_num(_num(sm["cache_hit_rate"])).any())
+    if quiet:  # nothing to draw: one line instead of three empty panels
+        fig = go.Figure()
+        fig.add_annotation(text=f"no failed calls, retries, fallbacks or cache hits in {int(_num(sm['n']).sum())} calls",
+                           xref="paper", yref="paper", x=0.5, y=0.5, showarrow=False, font={"color": "#444", "size": 14},
+                           name="nothing-failed")
+        fig.update_xaxes(visible=False)
+        fig.update_yaxes(visible=False)
+        fig.update_layout(template=_TEMPLATE, title="Errors, retries, fallbacks and cache", height=160)
+        return fig
     fig = _subplots(rows=1, cols=3, column_widths=[0.4, 0.3, 0.3], horizontal_spacing=0.08,
                     subplot_titles=("Error rate by type", "Retries (extra requests)", "Fallback and cache-hit rate"))
     base = np.zeros(len(models))
