@@ -225,8 +225,10 @@ def _drive(page, server: JupyterLab, db_path: Path, dialogs: list[str]) -> None:
     assert len(results) == n_prompts * len(MODELS) and (results["status"] == "ok").all()
 
     # every model's answer is in the grid, in that model's column
-    headers = [_norm(t) for t in view.locator(".llmlab-model-header").all_inner_texts()]
+    headers = [_norm(t) for t in view.locator(".llmlab-model-header .llmlab-model-name").all_inner_texts()]
     assert headers == MODELS, headers
+    summaries = [_norm(t) for t in view.locator(".llmlab-model-header").all_inner_texts()]
+    assert all("quality " in t and "p50 " in t for t in summaries), summaries   # the per-model header
     for i, model in enumerate(MODELS):
         cells = [_norm(t) for t in view.locator(f".llmlab-cell.llmlab-col-{i} .llmlab-answer").all_inner_texts()]
         assert len(cells) == n_prompts, f"{model}: {len(cells)} cells shown for {n_prompts} prompts"

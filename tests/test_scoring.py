@@ -383,3 +383,22 @@ def test_score_frame_errors_name_the_row_and_columns():
     frame = pd.DataFrame({"response": ["a"], "reference": ["a"], "scorer": ["nope"]}, index=["row-x"])
     with pytest.raises(PromptSetError, match="row row-x: unknown scorer 'nope'"):
         score_frame(frame)
+
+
+def test_auto_scorer_picks_by_the_reference_and_a_plain_reference_column_gets_scores(sandbox):
+    import pandas as pd
+
+    import llmlab
+    from llmlab.scoring.checks import auto_scorer_for, score
+
+    assert [auto_scorer_for(r) for r in ("42", "-3.5", "1,200", "B", "(c)", "Paris", "4 apples")] == \
+        ["numeric", "numeric", "numeric", "choice", "choice", "contains", "contains"]
+    assert score("auto", "The answer is 42.", "42") == 1.0 and score("auto", "41", "42") == 0.0
+    assert score("auto", "It is Paris.", "Paris") == 1.0 and score("auto", "Answer: (B)", "B") == 1.0
+    frame = pd.DataFrame({"prompt": ["SANDBOX_ECHO:the capital is Paris", "SANDBOX_ECHO:Lyon"],
+                          "reference": ["Paris", "Paris"]})
+    ps = llmlab.load_prompts(frame)
+    assert [p.scorer for p in ps] == ["auto", "auto"]
+    assert llmlab.load_prompts(frame.assign(scorer="exact"))[0].scorer == "exact"     # an explicit scorer wins
+    res = llmlab.run(ps, ["sandbox/fast"], progress=False)
+    assert sorted(res.results["quality"].tolist()) == [0.0, 1.0]

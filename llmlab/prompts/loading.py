@@ -271,7 +271,9 @@ def _build(
             text,
             category=_optional_text(row.get(category_col)) if category_col else None,
             reference=_optional_text(row.get(reference_col)) if reference_col else None,
-            scorer=_optional_text(row.get(scorer_col)) if scorer_col else None,
+            scorer=_default_scorer(_optional_text(row.get(scorer_col)) if scorer_col else None,
+                                   _optional_text(row.get(reference_col)) if reference_col else None,
+                                   response_format or tools),
             system=system_text or None,
             vars=visible_vars,
             source_id=_optional_text(row.get(id_col)) if id_col else None,
@@ -300,3 +302,11 @@ def _build(
         first_seen[prompt.prompt_id] = (label, prompt)
         prompts.append(prompt)
     return PromptSet(rows.name, tuple(prompts), rows.source)
+
+
+def _default_scorer(scorer: str | None, reference: str | None, structured: Any) -> str | None:
+    """A plain row with a reference and no scorer is scored with ``auto`` (numeric, choice or contains: see
+    :mod:`llmlab.scoring.checks`), so a DataFrame with a ``reference`` column gets scores without more setup."""
+    if scorer or not reference or structured:
+        return scorer
+    return "auto"

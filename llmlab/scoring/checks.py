@@ -33,6 +33,10 @@ Built-in scorers (name -> what counts as right):
     ``The answer is (B)``, ``Option B``) equals the reference letter. An answer naming several letters
     without saying which is its answer scores 0.
 
+``auto``
+    What a row with a reference and no scorer gets (:func:`auto_scorer_for`): ``numeric`` when the reference is
+    one number, ``choice`` when it is one letter A-D, else ``contains``.
+
 Add a scorer with :func:`register_scorer`. Bad specs (unknown name, missing or malformed argument, a
 reference the scorer cannot use) raise :class:`~llmlab.errors.PromptSetError`, a ``ValueError``.
 """
@@ -526,7 +530,26 @@ def _score_choice(answer: str, reference: str, arg: str | None) -> float:
     return 1.0 if extract_choice(answer) == expected else 0.0
 
 
+def _score_auto(answer: str, reference: str, arg: str | None) -> float:
+    """What a row with a reference but no scorer gets: ``numeric`` for a number, ``choice`` for one letter A-D,
+    else ``contains``."""
+    _no_arg("auto", arg)
+    return SCORERS[auto_scorer_for(reference)](answer, reference, None)
+
+
+def auto_scorer_for(reference: str) -> str:
+    """The scorer ``auto`` uses for ``reference``: ``numeric`` (the reference is one number, ``42``, ``-3.5``,
+    ``1,200``), ``choice`` (one letter A-D, optionally in parentheses), else ``contains``."""
+    ref = str(reference).strip()
+    if re.fullmatch(r"[-+]?(\d{1,3}(,\d{3})+|\d+)(\.\d+)?", ref):
+        return "numeric"
+    if re.fullmatch(r"\(?[A-Da-d]\)?", ref):
+        return "choice"
+    return "contains"
+
+
 for _name, _fn in (
+    ("auto", _score_auto),
     ("exact", _score_exact),
     ("contains", _score_contains),
     ("numeric", _score_numeric),

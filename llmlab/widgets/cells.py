@@ -262,5 +262,5 @@ def model_header_html(model: str, recs: Iterable[Mapping[str, Any]]) -> str:
                            title="cost of this model's calls (USD, cache hits excluded)"))
     if n_err:
         bits.append(_badge(f"{n_err} error{'s' if n_err != 1 else ''}", "error"))
-    return (f'<div class="{_NO_MATH}" style="font-size:12px;{_LH}"><div style="font-weight:bold;'
-            f'word-break:break-all">{_esc(model)}</div><div style="line-height:1.6">{"".join(bits)}</div></div>')
+    return (f'<div class="{_NO_MATH}" style="font-size:12px;{_LH}"><div class="llmlab-model-name" '
+            f'style="font-weight:bold;word-break:break-all">{_esc(model)}</div><div style="line-height:1.6">{"".join(bits)}</div></div>')
