@@ -135,8 +135,9 @@ def _translate(exc: ValidationError, flags: dict[str, str]) -> OptionsError:
         msg = str(e.get("msg", "invalid value")).removeprefix("Value error, ")
         where = ".".join([shown, *loc[1:]]) if len(loc) > 1 else shown
         got = e.get("input")
-        got_text = "" if isinstance(got, dict) else f" (got {got!r})"
-        problems.append((field, f"{where}: {msg}{got_text}"))
+        got_text = "" if isinstance(got, dict) or repr(got) in msg else f" (got {got!r})"
+        # a validator's own message may already name the option (rate_limits['m']: ...)
+        problems.append((field, f"{msg}{got_text}" if msg.startswith(field) else f"{where}: {msg}{got_text}"))
     err = OptionsError("; ".join(m for _, m in problems))
     err.problems = problems  # type: ignore[attr-defined]
     return err

@@ -181,6 +181,35 @@ def cache_key(spec: ModelSpec, messages: list[dict[str, str]], params: Mapping[s
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
 
 
+def check_scorers(prompt_set: Any) -> None:
+    """Refuse a plan whose scorer specs cannot score (before any call, so nothing is spent or half-recorded).
+
+    Every distinct ``(scorer, reference)`` of a plain prompt is tried once on a dummy answer; structured prompts
+    (response format, tools) have their scorer name checked. Raises PromptSetError naming the prompt (its id in
+    the file, or its content id) and the problem: unknown scorer, bad argument (a regex that does not compile),
+    or a reference the scorer cannot use (``numeric`` with no number).
+    """
+    from llmlab.errors import PromptSetError
+    from llmlab.scoring.checks import parse_scorer_spec, score
+
+    seen: set[tuple[str, str | None, bool]] = set()
+    for p in prompt_set:
+        if not p.scorer:
+            continue
+        structured = p.response_format is not None or bool(p.tools)
+        key = (p.scorer, None if structured else p.reference, structured)
+        if key in seen:
+            continue
+        seen.add(key)
+        try:
+            if structured or p.reference is None:
+                parse_scorer_spec(p.scorer)
+            else:
+                score(p.scorer, "llmlab scorer check", p.reference)
+        except PromptSetError as exc:
+            raise PromptSetError(f"prompt {p.source_id or p.prompt_id}: {exc}") from None
+
+
 def plan(prompts: Any, models: Iterable[str] | str | None = None, *, options: RunOptions | None = None,
          store: Store | None = None, template: str | None = None, category_column: str | None = None,
          check_keys: bool = True) -> Plan:
@@ -194,6 +223,7 @@ def plan(prompts: Any, models: Iterable[str] | str | None = None, *, options: Ru
 
     options = options or RunOptions()
     prompt_set = load_prompts(prompts, template=template, category_column=category_column)
+    check_scorers(prompt_set)
     specs = resolve_all(models if models else default_models(), check_keys=check_keys)
     params = options.request_params()
     calls: list[PlannedCall] = []
