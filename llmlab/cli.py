@@ -157,9 +157,7 @@ def _cmd_run(args: argparse.Namespace, store) -> int:  # noqa: ANN001
 
             ensure_sandbox(seed=args.sandbox_seed)
     prompts = load_prompts(args.prompts, template=args.template, category_column=args.category,
-                           encoding=args.encoding)
-    if args.limit:
-        prompts = prompts.filter(limit=args.limit)
+                           encoding=args.encoding, limit=args.limit or None)  # a limit reads only what it needs
     given = dict(temperature=args.temperature, max_tokens=args.max_tokens, samples=args.samples, system=args.system,
                  concurrency=args.concurrency, timeout_s=args.timeout, budget_usd=args.budget)
     opts = {k: v for k, v in given.items() if v is not None}

@@ -571,3 +571,28 @@ def test_no_bundled_prompt_is_contained_in_another_across_sets():
         texts += [" ".join(p.text.split()) for p in load_prompts(name)]
     assert len(texts) >= 144 + 60
     assert not [(a, b) for a in texts for b in texts if a != b and a in b]  # the sandbox matches by substring
+
+
+def test_a_limit_reads_only_the_rows_it_needs(tmp_path):
+    # the rows after the limit are not even read: a broken line there does not matter
+    path = tmp_path / "big.jsonl"
+    path.write_text("".join(f'{{"prompt": "q{i}"}}\n' for i in range(3)) + "{not json\n", encoding="utf-8")
+    ps = load_prompts(path, limit=2)
+    assert [p.text for p in ps] == ["q0", "q1"]
+    with pytest.raises(PromptSetError, match=r"big\.jsonl:4: invalid JSON"):
+        load_prompts(path)
+    csv_path = tmp_path / "big.csv"
+    csv_path.write_text('prompt\nq0\nq1\n"never closed\n', encoding="utf-8")
+    assert len(load_prompts(csv_path, limit=2)) == 2
+    with pytest.raises(PromptSetError, match=r"big\.csv:4: a quoted field"):
+        load_prompts(csv_path)
+    # line-by-line decoding keeps the file, line and column of a bad byte, and a BOM on line 1
+    bad = tmp_path / "l1.jsonl"
+    bad.write_bytes(b'\xef\xbb\xbf{"prompt": "ok"}\n{"prompt": "caf\xe9"}\n')
+    assert load_prompts(bad, limit=1)[0].text == "ok"
+    with pytest.raises(PromptSetError, match=r"l1\.jsonl:2: not utf-8 text \(byte 0xe9 at column 16\)"):
+        load_prompts(bad)
+    bad.write_bytes(b'{"prompt": "ok"}\n{"prompt": "caf\xe9"}\n')
+    assert [p.text for p in load_prompts(bad, encoding="latin-1", limit=5)][1] == "café"
+    assert len(load_prompts(pd.DataFrame({"prompt": ["a", "b", "c"]}), limit=2)) == 2
+    assert len(load_prompts(["a", "b", "c"], limit=1)) == 1

@@ -77,6 +77,7 @@ def load_prompts(
     system: str | None = None,
     name: str | None = None,
     encoding: str | None = None,
+    limit: int | None = None,
 ) -> PromptSet:
     """Load a prompt set.
 
@@ -104,6 +105,8 @@ def load_prompts(
         name: the set's name (default: bundled name, file stem, ``"dataframe"`` or ``"prompts"``).
         encoding: the text encoding of a CSV / JSONL / JSON file (default UTF-8, a byte-order mark accepted); a file
             that does not decode raises PromptSetError naming the file, line and column.
+        limit: read only the first ``limit`` rows (a CSV / JSONL file is read line by line and no further: a limit
+            of 5 on a million-row file reads 5 rows); None reads all.
 
     Returns:
         A :class:`PromptSet` in source order. Rows repeating an earlier prompt (same text and system) with
@@ -130,11 +133,11 @@ def load_prompts(
             prompt_column = "__llmlab_text__"
             rows.columns.append(prompt_column)
     elif isinstance(source, pd.DataFrame):
-        rows = _rows_from_frame(source, name)
+        rows = _rows_from_frame(source if limit is None else source.head(limit), name)
     elif isinstance(source, (str, os.PathLike)):
-        rows = _rows_from_name_or_path(source, name, encoding)
+        rows = _rows_from_name_or_path(source, name, encoding, limit)
     elif isinstance(source, Sequence) and not isinstance(source, (bytes, bytearray)):
-        rows = _rows_from_list(source, name)
+        rows = _rows_from_list(source if limit is None else source[:limit], name)
     else:
         raise PromptSetError(
             f"cannot load prompts from {type(source).__name__}: pass a bundled name, a .csv/.jsonl/.json path, "
@@ -152,7 +155,8 @@ def load_prompts(
     )
 
 
-def _rows_from_name_or_path(source: str | os.PathLike[str], name: str | None, encoding: str | None = None) -> _Rows:
+def _rows_from_name_or_path(source: str | os.PathLike[str], name: str | None, encoding: str | None = None,
+                            limit: int | None = None) -> _Rows:
     text = os.fspath(source)
     path = Path(text).expanduser()
     looks_like_name = (
@@ -161,14 +165,14 @@ def _rows_from_name_or_path(source: str | os.PathLike[str], name: str | None, en
     if looks_like_name:
         bundled = _bundled_path(text)
         if bundled is not None:
-            return _rows_from_path(bundled, name or text, f"bundled:{text}", encoding)
+            return _rows_from_path(bundled, name or text, f"bundled:{text}", encoding, limit)
         if not path.exists():
             known = bundled_prompt_sets()
             raise PromptSetError(
                 f"unknown bundled prompt set {text!r}; known: {', '.join(known) or '(none)'} "
                 f"(in {datasets_dir()}); or pass a .csv/.jsonl/.json path, or a list of prompt strings"
             )
-    return _rows_from_path(path, name, str(path), encoding)
+    return _rows_from_path(path, name, str(path), encoding, limit)
 
 
 def _pick(columns: list[str], explicit: str | None, defaults: Sequence[str], what: str, where: str) -> str | None:

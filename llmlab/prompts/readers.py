@@ -3,10 +3,11 @@
 
 from __future__ import annotations
 
+import codecs
 import csv
 import io
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -92,19 +93,51 @@ def _decoded(path: Path, encoding: str | None) -> str:
         ) from None
 
 
-def _read_jsonl(path: Path, encoding: str | None = None) -> list[tuple[str, dict[str, Any]]]:
-    rows = []
-    with io.StringIO(_decoded(path, encoding)) as handle:
-        for lineno, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
+def _lines(path: Path, encoding: str | None) -> Iterator[tuple[int, str]]:
+    """The file's lines as ``(line number, text)``, decoded one line at a time (memory: one line, not the file),
+    with the same errors as :func:`_decoded`. Encodings whose newline is not the byte ``\\n`` (UTF-16, UTF-32) are
+    decoded whole."""
+    enc = encoding or "utf-8-sig"
+    try:
+        name = codecs.lookup(enc).name
+    except LookupError:
+        raise PromptSetError(f"{path}: unknown encoding {enc!r}") from None
+    if name.startswith(("utf-16", "utf-32")):
+        yield from enumerate(io.StringIO(_decoded(path, encoding), newline=""), start=1)
+        return
+    line_enc = "utf-8" if name == "utf-8-sig" else enc
+    with open(path, "rb") as handle:
+        for lineno, raw in enumerate(handle, start=1):
+            if lineno == 1 and name == "utf-8-sig" and raw.startswith(codecs.BOM_UTF8):
+                raw = raw[len(codecs.BOM_UTF8):]
             try:
-                value = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise PromptSetError(f"{path}:{lineno}: invalid JSON: {exc.msg} (column {exc.colno})") from None
-            if not isinstance(value, dict):
-                raise PromptSetError(f"{path}:{lineno}: expected a JSON object, got {_json_type(value)}")
-            rows.append((f"{path}:{lineno}", value))
+                yield lineno, raw.decode(line_enc)
+            except UnicodeDecodeError as exc:
+                guess = "Latin-1 / Windows-1252" if encoding is None else "another encoding"
+                raise PromptSetError(
+                    f"{path}:{lineno}: not {enc.replace('-sig', '')} text (byte 0x{raw[exc.start]:02x} at column "
+                    f"{exc.start + 1}); it looks like {guess}: pass encoding='latin-1' (or the file's encoding), "
+                    "or re-save it as UTF-8") from None
+
+
+def _read_jsonl(path: Path, encoding: str | None = None, limit: int | None = None) -> list[tuple[str, dict[str, Any]]]:
+    rows: list[tuple[str, dict[str, Any]]] = []
+    if limit is not None and limit <= 0:
+        return rows
+    lines = _lines(path, encoding)
+    for lineno, line in lines:
+        if not line.strip():
+            continue
+        try:
+            value = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise PromptSetError(f"{path}:{lineno}: invalid JSON: {exc.msg} (column {exc.colno})") from None
+        if not isinstance(value, dict):
+            raise PromptSetError(f"{path}:{lineno}: expected a JSON object, got {_json_type(value)}")
+        rows.append((f"{path}:{lineno}", value))
+        if limit is not None and len(rows) >= limit:
+            break  # a limit reads only what it needs
+    lines.close()  # the file, when the limit stopped early
     return rows
 
 
@@ -125,45 +158,46 @@ def _read_json(path: Path, encoding: str | None = None) -> list[tuple[str, dict[
     return rows
 
 
-def _read_csv(path: Path, encoding: str | None = None) -> list[tuple[str, dict[str, Any]]]:
-    rows = []
-    with io.StringIO(_decoded(path, encoding), newline="") as handle:
-        reader = csv.reader(handle, strict=True)  # strict: an unterminated quote is an error, not one huge field
+def _read_csv(path: Path, encoding: str | None = None, limit: int | None = None) -> list[tuple[str, dict[str, Any]]]:
+    rows: list[tuple[str, dict[str, Any]]] = []
+    reader = csv.reader((line for _, line in _lines(path, encoding)), strict=True)  # strict: an unterminated quote is an error, not one huge field
+    try:
+        header = next(reader)
+    except StopIteration:
+        raise PromptSetError(f"{path}: empty CSV file (no header row)") from None
+    except csv.Error as exc:
+        raise PromptSetError(f"{path}:1: bad CSV: {exc}") from None
+    header = [h.strip() for h in header]
+    if not any(header):
+        raise PromptSetError(f"{path}:1: empty CSV header")
+    duplicates = sorted({h for h in header if header.count(h) > 1})
+    if duplicates:
+        raise PromptSetError(f"{path}:1: duplicate column name(s): {', '.join(duplicates)}")
+    start = reader.line_num + 1
+    while True:
         try:
-            header = next(reader)
+            fields = next(reader)
         except StopIteration:
-            raise PromptSetError(f"{path}: empty CSV file (no header row)") from None
+            break
         except csv.Error as exc:
-            raise PromptSetError(f"{path}:1: bad CSV: {exc}") from None
-        header = [h.strip() for h in header]
-        if not any(header):
-            raise PromptSetError(f"{path}:1: empty CSV header")
-        duplicates = sorted({h for h in header if header.count(h) > 1})
-        if duplicates:
-            raise PromptSetError(f"{path}:1: duplicate column name(s): {', '.join(duplicates)}")
+            if "unexpected end of data" in str(exc):
+                raise PromptSetError(f"{path}:{start}: a quoted field that starts in this row is never closed "
+                                     "(an unterminated \" quote: the rest of the file would become one field)"
+                                     ) from None
+            raise PromptSetError(f"{path}:{start}: bad CSV: {exc}") from None
+        label = f"{path}:{start}"
         start = reader.line_num + 1
-        while True:
-            try:
-                fields = next(reader)
-            except StopIteration:
-                break
-            except csv.Error as exc:
-                if "unexpected end of data" in str(exc):
-                    raise PromptSetError(f"{path}:{start}: a quoted field that starts in this row is never closed "
-                                         "(an unterminated \" quote: the rest of the file would become one field)"
-                                         ) from None
-                raise PromptSetError(f"{path}:{start}: bad CSV: {exc}") from None
-            label = f"{path}:{start}"
-            start = reader.line_num + 1
-            if not fields or not any(f.strip() for f in fields):
-                continue
-            if len(fields) > len(header):
-                raise PromptSetError(
-                    f"{label}: {len(fields)} fields but the header has {len(header)} columns ({', '.join(header)})"
-                )
-            padded = list(fields) + [None] * (len(header) - len(fields))  # short rows: missing fields are None
-            row = {h: v for h, v in zip(header, padded, strict=True) if h}
-            rows.append((label, row))
+        if not fields or not any(f.strip() for f in fields):
+            continue
+        if len(fields) > len(header):
+            raise PromptSetError(
+                f"{label}: {len(fields)} fields but the header has {len(header)} columns ({', '.join(header)})"
+            )
+        padded = list(fields) + [None] * (len(header) - len(fields))  # short rows: missing fields are None
+        row = {h: v for h, v in zip(header, padded, strict=True) if h}
+        rows.append((label, row))
+        if limit is not None and len(rows) >= limit:
+            break
     return rows
 
 
@@ -173,18 +207,19 @@ def _json_type(value: Any) -> str:
     )
 
 
-def _rows_from_path(path: Path, name: str | None, source: str, encoding: str | None = None) -> _Rows:
+def _rows_from_path(path: Path, name: str | None, source: str, encoding: str | None = None,
+                    limit: int | None = None) -> _Rows:
     if not path.exists():
         raise PromptSetError(f"prompt file not found: {path}")
     if not path.is_file():
         raise PromptSetError(f"not a file: {path}")
     ext = path.suffix.lower()
     if ext in (".jsonl", ".ndjson"):
-        rows = _read_jsonl(path, encoding)
+        rows = _read_jsonl(path, encoding, limit)
     elif ext == ".json":
-        rows = _read_json(path, encoding)
+        rows = _read_json(path, encoding)[:limit] if limit is not None else _read_json(path, encoding)
     elif ext == ".csv":
-        rows = _read_csv(path, encoding)
+        rows = _read_csv(path, encoding, limit)
     else:
         raise PromptSetError(
             f"unsupported prompt file extension {path.suffix!r} ({path}); supported: {', '.join(SUPPORTED_EXTENSIONS)}"
