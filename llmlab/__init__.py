@@ -66,6 +66,7 @@ _LAZY = {
     "lab": ("llmlab.widgets", "lab"),
     "compare": ("llmlab.widgets", "compare"),
     "judge": ("llmlab.scoring.judge", "judge"),
+    "judge_pairwise": ("llmlab.scoring.pairwise", "judge_pairwise"),
     "rate": ("llmlab.scoring.human", "rate"),
 }
 
