@@ -318,13 +318,15 @@ class Store:
         """
         self._append("call_records", CALL_COLUMNS, rows, unique_by=("run_id", "call_id"))
 
-    def append_scores(self, rows: Sequence[dict[str, Any]]) -> None:
-        """Append score rows (``SCORE_COLUMNS``) in one bulk insert; ``passed`` defaults to ``score >= PASS_MARK``."""
+    def append_scores(self, rows: Sequence[dict[str, Any]], *, skip_existing: bool = False) -> None:
+        """Append score rows (``SCORE_COLUMNS``) in one bulk insert; ``passed`` defaults to ``score >= PASS_MARK``.
+        With ``skip_existing``, a row whose (call, kind, scorer, version) is already stored is skipped."""
         for r in rows:
             r.setdefault("created_at_utc", utc_now())
             if r.get("passed") is None and r.get("score") is not None:
                 r["passed"] = bool(r["score"] >= PASS_MARK)
-        self._append("scores", SCORE_COLUMNS, rows)
+        self._append("scores", SCORE_COLUMNS, rows,
+                     unique_by=("call_id", "kind", "scorer", "version") if skip_existing else ())
 
     def append_pairwise(self, rows: Sequence[dict[str, Any]]) -> None:
         """Append pairwise judge verdicts (``PAIRWISE_COLUMNS``); a verdict already stored for the same run, judge,

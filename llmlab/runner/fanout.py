@@ -118,14 +118,14 @@ class _Fanout:
         p = call.prompt
         if not p.scorer or p.reference is None:
             return []
-        from llmlab.scoring.checks import score
+        from llmlab.scoring.checks import score, scorer_version
 
         value = score(p.scorer, row["response"] if row["status"] == "ok" else None, p.reference)
         if value is None:
             return []
         return [{"run_id": self.run_id, "call_id": row["call_id"], "prompt_id": p.prompt_id, "model": row["model"],
                  "kind": "auto", "scorer": p.scorer, "score": float(value), "raw_value": float(value),
-                 "comment": None, "created_at_utc": utc_now()}]
+                 "comment": None, "created_at_utc": utc_now(), "version": scorer_version(p.scorer)}]
 
     def _finish(self, call: PlannedCall, row: dict[str, Any]) -> None:
         row["created_at_utc"] = utc_now()
