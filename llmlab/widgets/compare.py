@@ -41,6 +41,7 @@ from llmlab.widgets.cells import (
     records_from_frame,
 )
 from llmlab.widgets.grid import grid_rows
+from llmlab.widgets.pairs import TAB_TITLES, PairsView
 
 __all__ = [
     "CompareView",
@@ -58,10 +59,10 @@ class CompareView(W.VBox):
         filter_category, filter_model, filter_status (Dropdowns), filter_text (Text), sort_by (Dropdown),
         prev_button, next_button, page_label; grid (GridBox); detail_html (HTML), good_button, bad_button,
         star_buttons (1★..5★), rating_comment (Textarea), rating_status (HTML); compare_a, compare_b (Dropdowns),
-        side_by_side (HTML); tabs (Tab: Answers, Charts, Routing); charts_output (Output), refresh_charts_button;
-        tolerance (FloatSlider, quality 0..1), latency_limit (BoundedFloatText, p95 in ms, 0 = none),
-        min_samples (BoundedIntText, scored calls), routing_html, projection_html (HTML); export_path (Text),
-        export_button, export_status (HTML); header (HTML).
+        side_by_side (HTML); tabs (Tab: Answers, Charts, Routing, Pick two = pairs, a PairsView); charts_output
+        (Output), refresh_charts_button; tolerance (FloatSlider, quality 0..1), latency_limit (BoundedFloatText, p95
+        in ms, 0 = none), min_samples (BoundedIntText, scored calls), routing_html, projection_html (HTML);
+        export_path (Text), export_button, export_status (HTML); header (HTML).
 
     Data attributes:
         run_id, store, meta (the run's ``runs`` row), models (column order), selected_call_id,
@@ -264,7 +265,8 @@ class CompareView(W.VBox):
                                      layout=W.Layout(flex_flow="row wrap")),
                               self.routing_html, self.projection_html,
                               W.HBox([self.export_path, self.export_button]), self.export_status])
-        self.tabs = W.Tab(children=[answers_tab, charts_tab, routing_tab], titles=("Answers", "Charts", "Routing"))
+        self.pairs = PairsView(lambda: self.results, self.models)  # the "Pick two" tab (widgets/pairs.py)
+        self.tabs = W.Tab(children=[answers_tab, charts_tab, routing_tab, self.pairs], titles=TAB_TITLES)
         self.tabs.observe(self._on_tab, names="selected_index")
         self.children = [self.header, self.tabs]
 
@@ -520,6 +522,8 @@ class CompareView(W.VBox):
             self.render_charts()
         elif change["new"] == 2 and self._routing_dirty:
             self.update_routing()
+        elif change["new"] == 3:  # the Pick two tab
+            self.pairs.update()
 
     # -- details, side by side, ratings ---------------------------------------------------------------
     @property
