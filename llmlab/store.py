@@ -366,6 +366,7 @@ class Store:
         self.append_scores([{
             "run_id": run_id, "call_id": call_id, "prompt_id": prompt_id, "model": model, "kind": "human",
             "scorer": "human", "score": score, "raw_value": raw, "comment": comment, "created_at_utc": utc_now(),
+            "rationale": comment,
         }])
         return score
 

@@ -147,3 +147,26 @@ def test_pairwise_judge_is_configurable_over_http(sandbox, monkeypatch):
     with pytest.raises(urllib.error.HTTPError) as err:
         urllib.request.urlopen(bad, timeout=30)
     assert err.value.code == 400
+
+
+def test_failed_answers_lose_without_a_call_and_failed_judge_calls_give_no_verdict(sandbox):
+    store = Store()
+    ps = llmlab.load_prompts("quickstart").filter(categories=["arithmetic"], limit=8)
+    sandbox.inject("400", model="tiny", times=3)                  # three of tiny's answers fail (not retried)
+    res = llmlab.run(ps, ["sandbox/frontier", "sandbox/tiny"], store=store, progress=False)
+    failed = set(res.results[(res.results["model"] == "sandbox/tiny") & (res.results["status"] == "error")]
+                 ["prompt_id"])
+    assert len(failed) == 3
+    sandbox.inject("400", model="balanced", times=2)              # two judge calls fail
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        out = llmlab.judge_pairwise(res.run_id, "sandbox/frontier", "sandbox/tiny", judge="sandbox/balanced",
+                                    store=store, n_boot=0)
+    v = out.verdicts.set_index("prompt_id")
+    assert (v.loc[sorted(failed), "source"] == "error").all() and (v.loc[sorted(failed), "winner"] == "a").all()
+    assert v.loc[sorted(failed), "judge_call_id_ab"].isna().all()
+    judged = v[v["source"] == "judge"]
+    no_verdict = judged[judged["verdict_ab"].isna() | judged["verdict_ba"].isna()]
+    assert 1 <= len(no_verdict) <= 2 and no_verdict["winner"].isna().all()
+    assert out.bias.iloc[0]["n_judged"] == len(judged) - len(no_verdict)
+    assert out.ranking["n_games"].sum() == 2 * int(v["winner"].notna().sum())   # undecided pairs are not ranked
