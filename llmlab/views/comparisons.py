@@ -18,6 +18,7 @@ from llmlab.views.display import escape
 __all__ = [
     "RANKING_CHART_ID",
     "comparison_sections",
+    "mdd_text",
     "paired_chart",
     "paired_summary_table",
     "ranking_chart",
@@ -104,6 +105,15 @@ def paired_chart(comparison: pd.DataFrame) -> Any:
     return fig
 
 
+def mdd_text(mdd: Any, n_discordant: Any) -> str:
+    """The smallest detectable difference as shown: a number, ``none at this n`` when even the largest
+    difference the observed disagreements allow would go undetected, ``–`` when the two never disagree."""
+    text = _f(mdd, ".3f")
+    if text == "–":
+        return "none at this n" if _f(n_discordant, ".0f") not in ("–", "0") else "– (never disagree)"
+    return text
+
+
 def paired_summary_table(ps: pd.DataFrame) -> str:
     """The HTML table of :func:`llmlab.analysis.paired_summary` (escaped)."""
     headers = ["category", "best", "runner-up", "n", "quality", "difference", "95% CI", "p (Holm)",
@@ -112,7 +122,7 @@ def paired_summary_table(ps: pd.DataFrame) -> str:
     for r in ps.itertuples(index=False):
         rows.append([r.category, r.model_a, r.model_b, r.n, f"{_f(r.quality_a, '.3f')} vs {_f(r.quality_b, '.3f')}",
                      _f(r.diff, "+.3f"), f"{_f(r.ci_low, '+.3f')} … {_f(r.ci_high, '+.3f')}",
-                     _f(r.p_adjusted, ".3g"), _f(r.mdd, ".3f"), _f(r.prompts_needed, ",.0f"),
+                     _f(r.p_adjusted, ".3g"), mdd_text(r.mdd, r.n_discordant), _f(r.prompts_needed, ",.0f"),
                      "yes" if r.decided else "no: cannot tell apart"])
     return _table(headers, rows, [False, False, False, True, True, True, True, True, True, True, False],
                   "paired-summary-table")

@@ -16,6 +16,7 @@ import ipywidgets as W
 import pandas as pd
 
 from llmlab.errors import LLMLabError
+from llmlab.views.comparisons import mdd_text
 from llmlab.widgets.cells import _esc, _figure_output, _text_output
 
 log = logging.getLogger(__name__)
@@ -43,7 +44,7 @@ def pairs_table_html(comparison: pd.DataFrame) -> str:
         verdict = (("A better" if r["diff"] > 0 else "B better") if r.get("significant") else "cannot tell apart")
         cells = [r["category"], r["n"], _f(r["quality_a"], ".3f"), _f(r["quality_b"], ".3f"), _f(r["diff"], "+.3f"),
                  f"{_f(r['ci_low'], '+.3f')} … {_f(r['ci_high'], '+.3f')}", _f(r["p_value"], ".3g"),
-                 _f(r["p_adjusted"], ".3g"), r["n_discordant"], _f(r.get("mdd"), ".3f"), verdict]
+                 _f(r["p_adjusted"], ".3g"), r["n_discordant"], mdd_text(r.get("mdd"), r["n_discordant"]), verdict]
         rows.append("<tr>" + "".join(f'<td style="padding:2px 8px">{_esc(c)}</td>' for c in cells) + "</tr>")
     return ('<table class="llmlab-pairs" style="border-collapse:collapse;font-size:12px">'
             + "<tr>" + "".join(f'<th style="padding:2px 8px;text-align:left">{_esc(h)}</th>' for h in head) + "</tr>"
@@ -97,7 +98,7 @@ class PairsView(W.VBox):
         """Compare the picked models and redraw; returns :attr:`comparison` (None with :attr:`error` set when the
         two cannot be compared: the same model, or no prompt scored for both)."""
         from llmlab.analysis import compare_models, minimum_detectable_difference
-        from llmlab.views.comparisons import paired_chart
+        from llmlab.views.comparisons import paired_chart  # plotly is imported on first use only
 
         self.refresh_models()
         a, b = self.model_a.value, self.model_b.value
