@@ -141,3 +141,11 @@ def test_pick_two_widget_shows_per_category_differences(judged, sandbox):
     assert view.pairs.chart_output.outputs[0]["data"]["application/vnd.plotly.v1+json"]["data"]
     view.pairs.model_b.value = "sandbox/frontier"
     assert view.pairs.update() is None and "two different" in view.pairs.error
+
+
+def test_run_result_paired_summary_is_the_analysis_one(judged):
+    store, res = judged
+    got = res.refresh().paired_summary(n_boot=100)
+    expected = analysis.paired_summary(store.results(res.run_id), n_boot=100)
+    pd.testing.assert_frame_equal(got, expected)
+    assert list(got["category"]) == ["arithmetic", "classification", "reasoning", "(all)"]
