@@ -147,6 +147,11 @@ def test_pairwise_judge_is_configurable_over_http(sandbox, monkeypatch):
     with pytest.raises(urllib.error.HTTPError) as err:
         urllib.request.urlopen(bad, timeout=30)
     assert err.value.code == 400
+    from llmlab.sandbox import RemoteSandbox
+
+    profiles = RemoteSandbox(sandbox.url).set_pairwise_judge("tiny", position_bias=0.0, mistake_rate=0.1)
+    assert profiles["tiny"] == {"position_bias": 0.0, "mistake_rate": 0.1}
+    assert sandbox.pairwise_judges["tiny"] == PairwiseJudgeProfile(position_bias=0.0, mistake_rate=0.1)
 
 
 def test_failed_answers_lose_without_a_call_and_failed_judge_calls_give_no_verdict(sandbox):
