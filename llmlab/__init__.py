@@ -71,7 +71,11 @@ _LAZY = {
     "lab": ("llmlab.widgets", "lab"),
     "compare": ("llmlab.widgets", "compare"),
     "judge": ("llmlab.scoring.judge", "judge"),
+    "judge_pairwise": ("llmlab.scoring.pairwise", "judge_pairwise"),
     "rate": ("llmlab.scoring.human", "rate"),
+    "scorer": ("llmlab.scoring.scorers", "scorer"),
+    "rescore": ("llmlab.scoring.scorers", "rescore"),
+    "semantic_scorer": ("llmlab.scoring.semantic", "semantic_scorer"),
 }
 
 # llmlab.report is a module you can call: llmlab.report(run, path)

@@ -128,4 +128,47 @@ MIGRATIONS: list[tuple[str, str]] = [
             FROM call_records c LEFT JOIN prompts p ON p.run_id = c.run_id AND p.prompt_id = c.prompt_id;
         """,
     ),
+    (
+        "pairwise judge verdicts; scores.version, passed, rationale; call_quality takes each scorer's latest score",
+        """
+        CREATE TABLE IF NOT EXISTS pairwise_verdicts (
+            run_id VARCHAR NOT NULL,          -- the run whose answers were compared
+            prompt_id VARCHAR NOT NULL,
+            category VARCHAR,
+            model_a VARCHAR NOT NULL,
+            model_b VARCHAR NOT NULL,
+            call_id_a VARCHAR,
+            call_id_b VARCHAR,
+            judge VARCHAR NOT NULL,           -- the judge model
+            judge_run_id VARCHAR,             -- the run that holds the judge's calls
+            verdict_ab VARCHAR,               -- A shown first: '1' (A) | '2' (B) | 'tie' | NULL (no verdict)
+            verdict_ba VARCHAR,               -- B shown first: '1' (B) | '2' (A) | 'tie' | NULL
+            judge_call_id_ab VARCHAR,
+            judge_call_id_ba VARCHAR,
+            winner VARCHAR,                   -- a | b | tie (inconsistent orders count as a tie) | NULL (not judged)
+            consistent BOOLEAN,               -- both orders gave the same verdict
+            source VARCHAR NOT NULL,          -- judge | identical (same text: a tie, no call) | error (a call failed)
+            created_at_utc TIMESTAMP NOT NULL
+        );
+        ALTER TABLE scores ADD COLUMN IF NOT EXISTS version VARCHAR;
+        ALTER TABLE scores ADD COLUMN IF NOT EXISTS passed BOOLEAN;
+        ALTER TABLE scores ADD COLUMN IF NOT EXISTS rationale VARCHAR;
+        UPDATE scores SET passed = score >= 0.5 WHERE passed IS NULL AND score IS NOT NULL;
+        CREATE OR REPLACE VIEW call_quality AS
+            WITH latest AS (
+                SELECT call_id, run_id, kind, scorer, max_by(score, created_at_utc) AS score,
+                       max_by(comment, created_at_utc) AS comment, max(created_at_utc) AS created_at_utc
+                FROM scores GROUP BY call_id, run_id, kind, scorer
+            )
+            SELECT call_id, run_id,
+                   COALESCE(max_by(score, created_at_utc) FILTER (WHERE kind = 'human'),
+                            avg(score) FILTER (WHERE kind = 'judge'),
+                            avg(score) FILTER (WHERE kind = 'auto')) AS quality,
+                   max_by(score, created_at_utc) FILTER (WHERE kind = 'human') AS human_score,
+                   max_by(comment, created_at_utc) FILTER (WHERE kind = 'human') AS human_comment,
+                   avg(score) FILTER (WHERE kind = 'judge') AS judge_score,
+                   avg(score) FILTER (WHERE kind = 'auto') AS auto_score
+            FROM latest GROUP BY call_id, run_id;
+        """,
+    ),
 ]

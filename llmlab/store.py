@@ -18,8 +18,11 @@ is writing):
   tool_calls`` (JSON list of ``{id, name, arguments}``, NULL when the model called no tool), ``response_mode``
   (how a ``response_format`` reached the provider: ``json_schema``, ``json_tool``, ``output_format``,
   ``json_object``; NULL without one), ``messages, response_format, tools, tool_choice`` (the prompt's).
-- ``scores``: one row per score (``kind`` auto / judge / human) and the view ``call_quality`` (per call: the
-  latest human rating, else the mean judge score, else the mean deterministic score, as ``quality`` in 0..1).
+- ``scores``: one row per score (``kind`` auto / judge / human; ``scorer``, ``version``, ``score`` 0..1,
+  ``passed``, ``rationale``) and the view ``call_quality`` (per call and scorer the latest score; then the latest
+  human rating, else the mean judge score, else the mean deterministic score, as ``quality`` in 0..1).
+- ``pairwise_verdicts``: pairwise judge verdicts on two answers to one prompt, in both orders
+  (:mod:`llmlab.scoring.pairwise`).
 
 Concurrency (DESIGN.md, decisions 2 and 3): a DuckDB file is locked by the process that opens it, so every
 access here uses a short-lived connection (opened, used, closed) and retries with jittered backoff (5 ms doubling
@@ -57,6 +60,8 @@ __all__ = [
     "CALL_COLUMNS",
     "CALL_DEFAULTS",
     "new_call_row",
+    "PAIRWISE_COLUMNS",
+    "PASS_MARK",
     "PROMPT_COLUMNS",
     "RUN_COLUMNS",
     "SCORE_COLUMNS",
@@ -100,7 +105,12 @@ def new_call_row(**fields: Any) -> dict[str, Any]:
 PROMPT_COLUMNS = ("run_id", "prompt_id", "category", "prompt", "reference", "scorer", "system", "source_id",
                   "messages", "response_format", "tools", "tool_choice")
 SCORE_COLUMNS = ("run_id", "call_id", "prompt_id", "model", "kind", "scorer", "score", "raw_value", "comment",
-                 "created_at_utc")
+                 "created_at_utc", "version", "passed", "rationale")
+#: A score at or above this passes when a score row does not say (``passed`` column).
+PASS_MARK = 0.5
+PAIRWISE_COLUMNS = ("run_id", "prompt_id", "category", "model_a", "model_b", "call_id_a", "call_id_b", "judge",
+                    "judge_run_id", "verdict_ab", "verdict_ba", "judge_call_id_ab", "judge_call_id_ba", "winner",
+                    "consistent", "source", "created_at_utc")
 RUN_COLUMNS = ("run_id", "name", "created_at_utc", "finished_at_utc", "status", "prompt_set", "models", "params",
                "tags", "llmlab_version", "litellm_version", "sandbox", "n_prompts", "n_calls_planned", "pid", "source",
                "host")
@@ -314,11 +324,27 @@ class Store:
         """
         self._append("call_records", CALL_COLUMNS, rows, unique_by=("run_id", "call_id"))
 
-    def append_scores(self, rows: Sequence[dict[str, Any]]) -> None:
-        """Append score rows (``SCORE_COLUMNS``) in one bulk insert."""
+    def append_scores(self, rows: Sequence[dict[str, Any]], *, skip_existing: bool = False) -> None:
+        """Append score rows (``SCORE_COLUMNS``) in one bulk insert; ``passed`` defaults to ``score >= PASS_MARK``.
+        With ``skip_existing``, a row whose (call, kind, scorer, version) is already stored is skipped."""
         for r in rows:
             r.setdefault("created_at_utc", utc_now())
-        self._append("scores", SCORE_COLUMNS, rows)
+            if r.get("passed") is None and r.get("score") is not None:
+                r["passed"] = bool(r["score"] >= PASS_MARK)
+        self._append("scores", SCORE_COLUMNS, rows,
+                     unique_by=("call_id", "kind", "scorer", "version") if skip_existing else ())
+
+    def append_pairwise(self, rows: Sequence[dict[str, Any]]) -> None:
+        """Append pairwise judge verdicts (``PAIRWISE_COLUMNS``); a verdict already stored for the same run, judge,
+        pair of calls and prompt is skipped (judging twice stores once)."""
+        self._append("pairwise_verdicts", PAIRWISE_COLUMNS, rows,
+                     unique_by=("run_id", "judge", "prompt_id", "model_a", "model_b", "call_id_a", "call_id_b"))
+
+    def pairwise(self, ref: str | None = None) -> Any:
+        """The pairwise judge verdicts on a run's answers (``PAIRWISE_COLUMNS``), oldest first."""
+        run_id = self.resolve_run(ref)
+        return self.sql("SELECT * FROM pairwise_verdicts WHERE run_id = ? ORDER BY created_at_utc, prompt_id, "
+                        "model_a, model_b", [run_id])
 
     def rate(self, call_id: str, rating: float | bool, *, scale: str = "binary", comment: str | None = None) -> float:
         """Record a human rating of one call as the scorer ``human``; returns the normalized score (0..1).
@@ -346,6 +372,7 @@ class Store:
         self.append_scores([{
             "run_id": run_id, "call_id": call_id, "prompt_id": prompt_id, "model": model, "kind": "human",
             "scorer": "human", "score": score, "raw_value": raw, "comment": comment, "created_at_utc": utc_now(),
+            "rationale": comment,
         }])
         return score
 

@@ -35,12 +35,13 @@ def test_quickstart_notebook_writes_report_config_and_one_row_per_call(tmp_path,
     report = (tmp_path / "quickstart.html").read_text()
     assert "simulated" in report.lower()
     assert 'src="http' not in report and "src='http" not in report        # plotly.js embedded: opens offline
+    assert 'id="paired-summary-table"' in report and 'id="chart-ranking"' in report    # paired table, ranking
     cfg = yaml.safe_load((tmp_path / "routing.yaml").read_text())
     assert cfg["router_settings"]["enable_tag_filtering"] is True
     # figures survive export: plotly output carries text/html, not only plotly's own mimetype
     fig_outputs = [o for c in nb.cells for o in c.get("outputs", []) if "text/html" in o.get("data", {})
                    and "plotly" in o["data"]["text/html"]]
-    assert len(fig_outputs) >= 3
+    assert len(fig_outputs) >= 4                                        # the ranking chart among them
     # plotly.js travels once (not once per figure), from no CDN: the executed notebook stays small
     bundles = [o["data"]["text/html"] for o in fig_outputs if "PlotlyConfig" in o["data"]["text/html"]]
     assert len(bundles) == 1

@@ -20,7 +20,7 @@ import pandas as pd
 from llmlab.analysis.summary import _require
 from llmlab.errors import AnalysisError
 
-__all__ = ["AGREEMENT_COLUMNS", "judge_agreement"]
+__all__ = ["AGREEMENT_COLUMNS", "JUDGE_OVERVIEW_COLUMNS", "judge_agreement", "judge_overview", "trusted_quality"]
 
 #: Columns of :func:`judge_agreement`, in order.
 AGREEMENT_COLUMNS: tuple[str, ...] = (
@@ -124,4 +124,93 @@ def judge_agreement(scores: pd.DataFrame, human: str = "human", judges: Sequence
              for j1, j2 in combinations(names, 2)]
     out = pd.DataFrame(rows, columns=list(AGREEMENT_COLUMNS))
     out["n"] = out["n"].astype("int64")
+    return out
+
+
+#: Columns of :func:`judge_overview`, in order.
+JUDGE_OVERVIEW_COLUMNS: tuple[str, ...] = (
+    "judge", "n_scored", "mean_score", "n_with_human", "kappa", "weighted_kappa", "accuracy", "self_judged",
+)
+
+
+def judge_overview(scores: pd.DataFrame, models: Sequence[str] | None = None, threshold: float = 0.5,
+                   levels: int = 5) -> pd.DataFrame:
+    """Each LLM judge's scores with its agreement with the humans beside them.
+
+    Args:
+        scores: a scores frame (``call_id``, ``scorer``, ``score``, ``kind``; e.g. ``Store().scores(run)``).
+        models: the judged models, to flag a judge that judged itself (scorer ``judge:<model>``).
+        threshold, levels: as in :func:`judge_agreement`.
+
+    Returns:
+        One row per judge scorer (``kind == "judge"``), columns :data:`JUDGE_OVERVIEW_COLUMNS`: ``n_scored``
+        calls, ``mean_score`` (0..1), ``n_with_human`` calls also rated by a person, ``kappa``,
+        ``weighted_kappa``, ``accuracy`` against the humans (NaN without human ratings), ``self_judged``: the
+        judge is one of ``models`` (expect self-preference). Empty when there is no judge score.
+
+    Raises:
+        AnalysisError: a column is missing.
+    """
+    _require(scores, ("call_id", "scorer", "score", "kind"), "scores")
+    judged = scores[scores["kind"] == "judge"]
+    rows = []
+    has_human = bool((scores["kind"] == "human").any())
+    agreement = (judge_agreement(scores[scores["kind"].isin(["judge", "human"])], threshold=threshold,
+                                 levels=levels) if has_human and not judged.empty else None)
+    for judge, g in judged.groupby("scorer", sort=True):
+        row = {"judge": judge, "n_scored": int(g["call_id"].nunique()),
+               "mean_score": float(pd.to_numeric(g["score"], errors="coerce").mean()), "n_with_human": 0,
+               "kappa": math.nan, "weighted_kappa": math.nan, "accuracy": math.nan,
+               "self_judged": bool(models is not None and str(judge).split(":", 1)[-1] in set(map(str, models)))}
+        if agreement is not None:
+            hit = agreement[(agreement["comparison"] == "judge-human") & (agreement["rater"] == judge)]
+            if len(hit):
+                h = hit.iloc[0]
+                row.update(n_with_human=int(h["n"]), kappa=h["kappa"], weighted_kappa=h["weighted_kappa"],
+                           accuracy=h["accuracy"])
+        rows.append(row)
+    return pd.DataFrame(rows, columns=list(JUDGE_OVERVIEW_COLUMNS))
+
+
+def trusted_quality(results: pd.DataFrame, min_agreement: float, metric: str = "kappa",
+                    threshold: float = 0.5, levels: int = 5) -> pd.DataFrame:
+    """``results`` with the LLM judge dropped from ``quality`` unless it agrees with the humans well enough.
+
+    Agreement is measured on the calls of ``results`` that have both a ``judge_score`` (the mean of the call's
+    judge scores) and a ``human_score``. When it is below ``min_agreement``, or cannot be measured (no call
+    rated by both), ``quality`` becomes the human rating, else the deterministic score (``auto_score``): the
+    judge is not trusted.
+
+    Args:
+        results: a results frame with ``call_id, quality, judge_score, human_score, auto_score``.
+        min_agreement: the level ``metric`` must reach (Cohen's kappa in [-1, 1], accuracy in [0, 1]).
+        metric: ``"kappa"``, ``"weighted_kappa"`` or ``"accuracy"`` (see :func:`judge_agreement`).
+
+    Returns:
+        A copy of ``results``; ``attrs["judge_agreement"]`` holds the measured value (NaN when unmeasured) and
+        ``attrs["judge_trusted"]`` whether the judge was kept.
+
+    Raises:
+        AnalysisError: a column is missing or an unknown metric.
+    """
+    if metric not in ("kappa", "weighted_kappa", "accuracy"):
+        raise AnalysisError(f"metric must be 'kappa', 'weighted_kappa' or 'accuracy', got {metric!r}")
+    _require(results, ("call_id", "quality", "judge_score", "human_score", "auto_score"), "results")
+    out = results.copy()
+    judge = pd.to_numeric(out["judge_score"], errors="coerce")
+    human = pd.to_numeric(out["human_score"], errors="coerce")
+    value = math.nan
+    both = judge.notna() & human.notna()
+    if both.any():
+        ids = out.loc[both, "call_id"]
+        frame = pd.concat([
+            pd.DataFrame({"call_id": ids, "scorer": "judge", "kind": "judge", "score": judge[both]}),
+            pd.DataFrame({"call_id": ids, "scorer": "human", "kind": "human", "score": human[both]}),
+        ], ignore_index=True)
+        value = float(judge_agreement(frame, threshold=threshold, levels=levels).iloc[0][metric])
+    trusted = bool(value >= min_agreement) if not math.isnan(value) else False
+    if not trusted and judge.notna().any():
+        out["quality"] = human.where(human.notna(), pd.to_numeric(out["auto_score"], errors="coerce"))
+    out.attrs["judge_agreement"] = value
+    out.attrs["judge_trusted"] = trusted
     return out

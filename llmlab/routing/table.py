@@ -108,7 +108,7 @@ ROUTING_DEFAULTS: dict[str, Any] = {"tolerance": 0.02, "min_quality": None, "max
 def routing_table(results: Any, *, tolerance: float | None = ROUTING_DEFAULTS["tolerance"],
                   min_quality: float | None = None, max_latency_p95_ms: float | None = None,
                   min_n: int = ROUTING_DEFAULTS["min_n"], max_fallbacks: int = ROUTING_DEFAULTS["max_fallbacks"],
-                  models: Iterable[str] | None = None) -> Any:
+                  models: Iterable[str] | None = None, min_judge_agreement: float | None = None) -> Any:
     """Derive a routing table from a results frame (:meth:`Store.results`: needs ``model, category, quality,
     latency_ms, cost_usd, status`` and the other columns :func:`llmlab.analysis.summarize` reads).
 
@@ -121,6 +121,9 @@ def routing_table(results: Any, *, tolerance: float | None = ROUTING_DEFAULTS["t
         max_fallbacks: fallbacks per row, ordered: other models meeting the targets by cost, then the rest by
             quality.
         models: restrict to these models.
+        min_judge_agreement: trust the LLM judge's scores only when its Cohen's kappa with the human ratings
+            (on calls rated by both) is at least this; otherwise quality is the human rating, else the
+            deterministic score (:func:`llmlab.analysis.agreement.trusted_quality`). None: always trust it.
 
     Returns a DataFrame with columns ``category, model, quality, quality_ci_low, quality_ci_high, n,
     latency_p95_ms, cost_per_1k_prompts_usd (USD), error_rate, fallbacks (list of models), reason``: one row per
@@ -135,6 +138,10 @@ def routing_table(results: Any, *, tolerance: float | None = ROUTING_DEFAULTS["t
     if models is not None:
         keep = set(models)
         results = results[results["model"].isin(keep)]
+    if min_judge_agreement is not None:
+        from llmlab.analysis.agreement import trusted_quality
+
+        results = trusted_quality(results, min_judge_agreement)
     if tolerance is None and min_quality is None and max_latency_p95_ms is None:
         tolerance = 0.0
     by_cat, pooled = _summaries(results)

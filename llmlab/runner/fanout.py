@@ -122,6 +122,7 @@ class _Fanout:
         p = call.prompt
         if not p.scorer:
             return []
+        from llmlab.scoring.checks import scorer_version
         from llmlab.scoring.structured import score_call
 
         value, comment = score_call(p, row)
@@ -129,7 +130,8 @@ class _Fanout:
             return []
         return [{"run_id": self.run_id, "call_id": row["call_id"], "prompt_id": p.prompt_id, "model": row["model"],
                  "kind": "auto", "scorer": p.scorer, "score": float(value), "raw_value": float(value),
-                 "comment": comment, "created_at_utc": utc_now()}]
+                 "comment": comment, "rationale": comment, "created_at_utc": utc_now(),
+                 "version": scorer_version(p.scorer)}]
 
     def _finish(self, call: PlannedCall, row: dict[str, Any]) -> None:
         row["created_at_utc"] = utc_now()

@@ -67,6 +67,13 @@ class RunResult:
 
         return summarize(self.results, by=tuple(by))
 
+    def paired_summary(self, **kwargs: Any) -> Any:
+        """Per category, best against runner-up with the smallest detectable difference
+        (:func:`llmlab.analysis.paired_summary`)."""
+        from llmlab.analysis import paired_summary
+
+        return paired_summary(self.results, **kwargs)
+
     def route(self, **kwargs: Any) -> Any:
         from llmlab.routing.table import routing_table
 

@@ -7,6 +7,8 @@
 - :mod:`llmlab.sandbox.structured`: tool calls, JSON-schema answers, tool results and images in both formats,
   and the request shape kept in the request log.
 - :mod:`llmlab.sandbox.server`: the aiohttp server, :class:`Sandbox` (its docstring is the sandbox's manual).
+- :mod:`llmlab.sandbox.pairwise_judge`: deterministic pairwise verdicts with a configurable position bias.
+- :mod:`llmlab.sandbox.embeddings`: the deterministic ``/embeddings`` endpoint (OpenAI format).
 - :mod:`llmlab.sandbox.control`: :class:`RemoteSandbox`, :func:`ensure_sandbox`, the ``llmlab sandbox`` command.
 """
 
@@ -15,6 +17,7 @@ from __future__ import annotations
 from llmlab.errors import FaultSpecError
 from llmlab.sandbox.answers import SandboxAnswer, default_datasets_dir
 from llmlab.sandbox.control import RemoteSandbox, ensure_sandbox, main, serve_forever
+from llmlab.sandbox.pairwise_judge import PAIRWISE_JUDGES, PairwiseJudgeProfile
 from llmlab.sandbox.profiles import (
     CATEGORIES,
     DEFAULT_MIXED_FAULT_KINDS,
@@ -33,6 +36,8 @@ __all__ = [
     "PROFILES",
     "SANDBOX_API_BASE_ENV",
     "FaultSpecError",
+    "PAIRWISE_JUDGES",
+    "PairwiseJudgeProfile",
     "ModelProfile",
     "RemoteSandbox",
     "Sandbox",

@@ -87,6 +87,13 @@ class RemoteSandbox:
         """Same as :meth:`Sandbox.reset_stats`, over HTTP."""
         self._call("DELETE", "/_sandbox/stats")
 
+    def set_pairwise_judge(self, model: str, position_bias: float = 0.0,
+                           mistake_rate: float | None = None) -> dict[str, Any]:
+        """Set how ``model`` judges pairs (:mod:`llmlab.sandbox.pairwise_judge`), over HTTP; returns every
+        pairwise judge profile as dicts."""
+        return self._call("POST", "/_sandbox/pairwise_judges", {"model": model, "position_bias": position_bias,
+                                                                "mistake_rate": mistake_rate})["pairwise_judges"]
+
 
 # --------------------------------------------------------------------------------------------- entry points
 

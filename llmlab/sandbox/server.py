@@ -12,6 +12,7 @@ Endpoints (routed by path suffix, so ``api_base`` may be ``sb.url`` or ``sb.api_
 - ``POST .../chat/completions``   OpenAI chat completions, JSON or SSE (``stream_options.include_usage`` honoured)
 - ``POST .../messages``           Anthropic messages, JSON or SSE (message_start ... message_stop)
 - ``GET  .../models``             the model list (OpenAI and Anthropic fields in one shape)
+- ``POST .../embeddings``         deterministic OpenAI-format embeddings (:mod:`llmlab.sandbox.embeddings`)
 - ``POST/DELETE/GET /_sandbox/faults``, ``GET/DELETE /_sandbox/stats``, ``GET /_sandbox/profiles``: control
 
 Every model in :data:`PROFILES` is served on both APIs. The figures (prices, latencies, accuracies) are
@@ -21,7 +22,8 @@ Answers are deterministic for ``(seed, model, prompt, sample salt)``: the sandbo
 (``datasets/*.jsonl``, or ``$LLMLAB_DATASETS_DIR``) and, for a prompt it recognises, answers the item's reference
 with probability ``profile.accuracy[category]`` and a plausible wrong answer otherwise. Directives in the last
 user message: ``SANDBOX_ECHO:`` (answer the rest of the message verbatim) and judge requests (``[llmlab-judge]``
-with ``<reference>`` and ``<answer>`` blocks, answered ``Score: N``).
+with ``<reference>`` and ``<answer>`` blocks, answered ``Score: N``) and pairwise judge requests (``[llmlab-pairwise]``,
+answered ``Winner: 1|2|tie`` with a configurable position bias: :mod:`llmlab.sandbox.pairwise_judge`).
 
 Faults (:data:`FAULT_KINDS`) are injected with :meth:`Sandbox.inject`, over HTTP (``POST /_sandbox/faults``,
 see :class:`RemoteSandbox`), or at random for soak tests (``Sandbox(fault_rate=0.2)``). What a LiteLLM caller
@@ -101,6 +103,7 @@ from llmlab.sandbox.answers import (
     _wrong_text,
     default_datasets_dir,
 )
+from llmlab.sandbox.embeddings import embeddings_response
 from llmlab.sandbox.faults import (
     _Fault,
     _fault_http_status,
@@ -121,6 +124,7 @@ from llmlab.sandbox.formats import (
     _openai_events,
     _request_seed,
 )
+from llmlab.sandbox.pairwise_judge import PAIRWISE_JUDGES, pairwise_answer, pairwise_control
 from llmlab.sandbox.profiles import (
     DEFAULT_MIXED_FAULT_KINDS,
     ECHO_DIRECTIVE,
@@ -187,6 +191,7 @@ class Sandbox:
         self.fault_hang_s = float(fault_hang_s)
         self.profiles: dict[str, ModelProfile] = dict(profiles if profiles is not None else PROFILES)
         self.datasets = _Datasets(Path(datasets_dir) if datasets_dir is not None else default_datasets_dir())
+        self.pairwise_judges = dict(PAIRWISE_JUDGES)  # bare model -> PairwiseJudgeProfile (pairwise_judge.py)
 
         self._lock = threading.Lock()
         self._rules: list[_FaultRule] = []
@@ -501,6 +506,9 @@ class Sandbox:
             return SandboxAnswer(rest, "stop", "echo")
 
         all_text = "\n".join([system] + [_content_text(m.get("content")) for m in messages])
+        pairwise = pairwise_answer(self.pairwise_judges, model, profile.default_accuracy, all_text, self.seed, salt)
+        if pairwise is not None:
+            return pairwise
         if JUDGE_MARKER in all_text:
             judged = self._judge(profile, all_text, salt)
             if judged is not None:
@@ -567,6 +575,8 @@ class Sandbox:
             return await self._model_request(request, "anthropic")
         if path.endswith("/models") and method == "GET":
             return self._models_response()
+        if path.endswith("/embeddings") and method == "POST":
+            return await embeddings_response(self, request)
         api = "anthropic" if path.endswith("/messages") else "openai"
         return _error_response(api, 404, f"no route for {method} {request.path}", "not_found")
 
@@ -607,6 +617,8 @@ class Sandbox:
             if method == "DELETE":
                 self.reset_stats()
                 return web.json_response(self.stats())
+        elif what == "pairwise_judges":
+            return await pairwise_control(self.pairwise_judges, request)
         elif what == "profiles" and method == "GET":
             return web.json_response({"profiles": {n: p.to_dict() for n, p in self.profiles.items()}})
         return _error_response("openai", 404, f"no control route for {method} /_sandbox/{what}", "not_found")

@@ -1,6 +1,8 @@
 """Scoring: deterministic checks (:mod:`~llmlab.scoring.checks`, pure), the LLM judge (:mod:`~llmlab.scoring.judge`,
-a client of the runner) and human ratings (:mod:`~llmlab.scoring.human`); structured answers (JSON Schema, tool
-calls: :mod:`~llmlab.scoring.structured`) are registered among the checks when this package is imported.
+a client of the runner), the pairwise judge (:mod:`~llmlab.scoring.pairwise`, both orders), versioned scorers and
+re-scoring (:mod:`~llmlab.scoring.scorers`), semantic similarity through LiteLLM embeddings
+(:mod:`~llmlab.scoring.semantic`) and human ratings (:mod:`~llmlab.scoring.human`); structured answers (JSON Schema,
+tool calls: :mod:`~llmlab.scoring.structured`) are registered among the checks when this package is imported.
 
 This package re-exports only the checks, so that the runner, which scores each finished call with them, does not
 import the judge (which imports the runner): no cycle, even through a function-level import.

@@ -37,7 +37,9 @@ Built-in scorers (name -> what counts as right):
     What a row with a reference and no scorer gets (:func:`auto_scorer_for`): ``numeric`` when the reference is
     one number, ``choice`` when it is one letter A-D, else ``contains``.
 
-Add a scorer with :func:`register_scorer`. Bad specs (unknown name, missing or malformed argument, a
+Add a scorer with :func:`register_scorer` (with a ``version`` string, stored with every score it gives, so a
+re-scoring with a changed scorer is told apart; built-in checks are version :data:`BUILTIN_VERSION`), or with
+:func:`llmlab.scorer` (:mod:`llmlab.scoring.scorers`). Bad specs (unknown name, missing or malformed argument, a
 reference the scorer cannot use) raise :class:`~llmlab.errors.PromptSetError`, a ``ValueError``.
 """
 
@@ -57,7 +59,9 @@ import pandas as pd
 from llmlab.errors import PromptSetError
 
 __all__ = [
+    "BUILTIN_VERSION",
     "SCORERS",
+    "SCORER_VERSIONS",
     "Scorer",
     "extract_choice",
     "extract_json_object",
@@ -67,6 +71,7 @@ __all__ = [
     "register_scorer",
     "score",
     "score_frame",
+    "scorer_version",
 ]
 
 logger = logging.getLogger(__name__)
@@ -82,11 +87,19 @@ A scorer raises :class:`~llmlab.errors.PromptSetError` when the spec or referenc
 SCORERS: dict[str, Scorer] = {}
 """Registry of scorers by name. Use :func:`register_scorer` to add one."""
 
+#: The version of the built-in checks (bump when one changes what it accepts).
+BUILTIN_VERSION = "1"
+
+SCORER_VERSIONS: dict[str, str] = {}
+"""The version string of each registered scorer (``register_scorer(..., version=)``)."""
+
 _NAME_RE = re.compile(r"^[a-z][a-z0-9_\-]*$")
 
 
-def register_scorer(name: str, fn: Scorer) -> Scorer:
+def register_scorer(name: str, fn: Scorer, version: str | None = None) -> Scorer:
     """Register ``fn`` as the scorer called ``name`` (lower case letters, digits, ``_`` and ``-``).
+
+    ``version`` (default :data:`BUILTIN_VERSION`) is stored with every score the scorer gives (``scores.version``).
 
     Re-registering a name replaces the previous scorer (notebook cells get re-run), with a log message.
     Returns ``fn``, so it also works as ``register_scorer("name", fn)`` in an expression.
@@ -103,7 +116,17 @@ def register_scorer(name: str, fn: Scorer) -> Scorer:
     if name in SCORERS and SCORERS[name] is not fn:
         logger.info("replacing scorer %r", name)
     SCORERS[name] = fn
+    SCORER_VERSIONS[name] = str(version) if version is not None else BUILTIN_VERSION
     return fn
+
+
+def scorer_version(spec: str | None) -> str | None:
+    """The version of the scorer a spec names (``"numeric:0.01"`` -> the ``numeric`` scorer's), or None for an
+    empty or unknown spec."""
+    if _is_missing(spec) or not str(spec).strip():
+        return None
+    name, _ = _split_spec(str(spec))
+    return SCORER_VERSIONS.get(name)
 
 
 def parse_scorer_spec(spec: str) -> tuple[str, str | None]:

@@ -27,14 +27,14 @@ import numpy as np
 import pandas as pd
 
 from llmlab import analysis
-from llmlab.views import plots
+from llmlab.views import comparisons, plots
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["CHART_IDS", "render_report", "write_report"]
 
 #: The ``id`` of each chart's ``<div>`` in the report, by chart. ``comparison`` is present only when a
-#: comparison frame is given.
+#: comparison frame is given; ``ranking`` (Bradley-Terry with intervals) is always drawn.
 CHART_IDS: dict[str, str] = {
     "latency": "chart-latency",
     "cost": "chart-cost",
@@ -43,6 +43,7 @@ CHART_IDS: dict[str, str] = {
     "quality_heatmap": "chart-quality-heatmap",
     "errors": "chart-errors",
     "comparison": "chart-comparison",
+    "ranking": comparisons.RANKING_CHART_ID,
 }
 
 _MAX_TEXT_CHARS = 2000
@@ -317,6 +318,7 @@ def render_report(
     tolerance_curve: pd.DataFrame | None = None,
     comparison: pd.DataFrame | None = None,
     examples_per_model: int = 3,
+    extras: Mapping[str, Any] | None = None,
 ) -> str:
     """Render a run's report as one self-contained HTML document.
 
@@ -331,6 +333,9 @@ def render_report(
         tolerance_curve: optional frame (``tolerance, quality, cost_per_1k_prompts_usd``).
         comparison: optional :func:`llmlab.analysis.compare_runs` frame, drawn as an extra chart.
         examples_per_model: how many example calls to show per model.
+        extras: keyword arguments of :func:`llmlab.views.comparisons.comparison_sections` (a pairwise judge's
+            ranking and position bias, the judges checked against people); the paired comparison and the
+            ranking sections are always drawn.
 
     Returns:
         The HTML text (UTF-8 when written). It embeds plotly.js once inline and references no external
@@ -369,6 +374,7 @@ def render_report(
         parts.append('<p class="warning">This run has no recorded calls.</p>')
     parts.append(_summary_section(sm))
     parts.append(_chart_sections(results, summary, sm, routing_projection, tolerance_curve, comparison))
+    parts.append(comparisons.comparison_sections(results, **dict(extras or {})))
     parts.append(_routing_section(routing_table, routing_projection))
     parts.append(_settings_section(run))
     parts.append(_examples_section(results, examples_per_model))
@@ -387,6 +393,7 @@ def write_report(
     tolerance_curve: pd.DataFrame | None = None,
     comparison: pd.DataFrame | None = None,
     examples_per_model: int = 3,
+    extras: Mapping[str, Any] | None = None,
 ) -> Path:
     """Write :func:`render_report`'s HTML to ``path`` (UTF-8; parent folders are created).
 
@@ -399,7 +406,7 @@ def write_report(
     """
     text = render_report(results, run, routing_table=routing_table, routing_projection=routing_projection,
                          tolerance_curve=tolerance_curve, comparison=comparison,
-                         examples_per_model=examples_per_model)
+                         examples_per_model=examples_per_model, extras=extras)
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(text, encoding="utf-8")
@@ -445,7 +452,8 @@ def report_run(run: str | None = None, path: str | Path | None = None, *, store:
         comparison = compare_runs(results, store.results(compare_with))
     out = Path(path) if path is not None else Path("reports") / f"{run_id}.html"
     return write_report(results, meta, out, routing_table=table, routing_projection=projection,
-                        tolerance_curve=curve, comparison=comparison, examples_per_model=examples_per_model)
+                        tolerance_curve=curve, comparison=comparison, examples_per_model=examples_per_model,
+                        extras=comparisons.report_extras(store, run_id, results))
 
 
 class _CallableModule(types.ModuleType):

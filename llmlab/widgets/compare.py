@@ -43,6 +43,8 @@ from llmlab.widgets.cells import (
     records_from_frame,
 )
 from llmlab.widgets.grid import grid_rows
+from llmlab.widgets.pairs import TAB_TITLES, PairsView
+from llmlab.widgets.routing_tab import _fmt_int, _fmt_score, projection_html, routing_table_html
 
 __all__ = [
     "CompareView",
@@ -60,10 +62,10 @@ class CompareView(W.VBox):
         filter_category, filter_model, filter_status (Dropdowns), filter_text (Text), sort_by (Dropdown),
         prev_button, next_button, page_label; grid (GridBox); detail_html (HTML), good_button, bad_button,
         star_buttons (1★..5★), rating_comment (Textarea), rating_status (HTML); compare_a, compare_b (Dropdowns),
-        side_by_side (HTML); tabs (Tab: Answers, Charts, Routing); charts_output (Output), refresh_charts_button;
-        tolerance (FloatSlider, quality 0..1), latency_limit (BoundedFloatText, p95 in ms, 0 = none),
-        min_samples (BoundedIntText, scored calls), routing_html, projection_html (HTML); export_path (Text),
-        export_button, export_status (HTML); header (HTML).
+        side_by_side (HTML); tabs (Tab: Answers, Charts, Routing, Pick two = pairs, a PairsView); charts_output
+        (Output), refresh_charts_button; tolerance (FloatSlider, quality 0..1), latency_limit (BoundedFloatText, p95
+        in ms, 0 = none), min_samples (BoundedIntText, scored calls), routing_html, projection_html (HTML);
+        export_path (Text), export_button, export_status (HTML); header (HTML).
 
     Data attributes:
         run_id, store, meta (the run's ``runs`` row), models (column order), selected_call_id,
@@ -272,7 +274,8 @@ class CompareView(W.VBox):
                                      layout=W.Layout(flex_flow="row wrap")),
                               self.routing_html, self.projection_html,
                               W.HBox([self.export_path, self.export_button]), self.export_status])
-        self.tabs = W.Tab(children=[answers_tab, charts_tab, routing_tab], titles=("Answers", "Charts", "Routing"))
+        self.pairs = PairsView(lambda: self.results, self.models)  # the "Pick two" tab (widgets/pairs.py)
+        self.tabs = W.Tab(children=[answers_tab, charts_tab, routing_tab, self.pairs], titles=TAB_TITLES)
         self.tabs.observe(self._on_tab, names="selected_index")
         self.children = [self.header, self.tabs]
 
@@ -533,6 +536,8 @@ class CompareView(W.VBox):
             self.render_charts()
         elif change["new"] == 2 and self._routing_dirty:
             self.update_routing()
+        elif change["new"] == 3:  # the Pick two tab
+            self.pairs.update()
 
     # -- details, side by side, ratings ---------------------------------------------------------------
     @property
@@ -802,8 +807,8 @@ class CompareView(W.VBox):
             self.export_button.disabled = True
         else:
             self._routing_table, self.projection, self.routing_error = table, proj, None
-            self.routing_html.value = _routing_table_html(table)
-            self.projection_html.value = _projection_html(proj)
+            self.routing_html.value = routing_table_html(table)
+            self.projection_html.value = projection_html(proj)
             self.export_button.disabled = False
         self._routing_dirty = False
         return self._routing_table
@@ -829,54 +834,6 @@ class CompareView(W.VBox):
             self.export()
         except (LLMLabError, OSError, ValueError) as exc:
             self.export_status.value = f'<span style="color:#a50e0e">not written: {_esc(exc)}</span>'
-
-
-def _fmt_int(value: Any) -> str:
-    v = _num(value)
-    return "–" if v is None else f"{int(v):,}"
-
-
-def _fmt_score(value: Any) -> str:
-    v = _num(value)
-    return "–" if v is None else f"{v:.2f}"
-
-
-def _routing_table_html(table: pd.DataFrame) -> str:
-    cols = [("category", "category"), ("model", "model"), ("quality", "quality"), ("n", "n"),
-            ("latency_p95_ms", "p95 latency"), ("cost_per_1k_prompts_usd", "cost / 1k prompts"),
-            ("error_rate", "error rate"), ("fallbacks", "fallbacks"), ("reason", "reason")]
-    head = "".join(f'<th style="text-align:left;padding:2px 8px">{_esc(label)}</th>' for _, label in cols)
-    body = []
-    for r in table.to_dict("records"):
-        q, lo, hi = _num(r.get("quality")), _num(r.get("quality_ci_low")), _num(r.get("quality_ci_high"))
-        cells = {
-            "category": r.get("category"), "model": r.get("model"),
-            "quality": "–" if q is None else (f"{q:.3f}" + (f" [{lo:.2f}, {hi:.2f}]" if lo is not None and hi is not None else "")),
-            "n": _fmt_int(r.get("n")), "latency_p95_ms": _fmt_ms(r.get("latency_p95_ms")),
-            "cost_per_1k_prompts_usd": _fmt_usd(r.get("cost_per_1k_prompts_usd")),
-            "error_rate": _fmt_score(r.get("error_rate")),
-            "fallbacks": ", ".join(str(m) for m in (r.get("fallbacks") or [])) or "–", "reason": r.get("reason"),
-        }
-        body.append("<tr>" + "".join(f'<td style="padding:2px 8px">{_esc(cells[c])}</td>' for c, _ in cols) + "</tr>")
-    return (f'<table class="llmlab-routing-table {_NO_MATH}" style="font-size:12px;border-collapse:collapse;{_LH}">'
-            f"<thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>")
-
-
-def _projection_html(proj: Mapping[str, Any]) -> str:
-    share = ", ".join(f"{m} {s * 100:.0f}%" for m, s in sorted((proj.get("share") or {}).items(), key=lambda kv: -kv[1]))
-    savings = _num(proj.get("savings_pct"))
-    lines = [
-        f"routed: quality {_fmt_score(proj.get('quality'))}, cost {_fmt_usd(proj.get('cost_per_1k_prompts_usd'))} "
-        f"per 1k prompts, p95 {_fmt_ms(proj.get('latency_p95_ms'))}",
-        f"best single model {proj.get('baseline_model')}: quality {_fmt_score(proj.get('baseline_quality'))}, cost "
-        f"{_fmt_usd(proj.get('baseline_cost_per_1k_prompts_usd'))} per 1k prompts"
-        + ("" if savings is None else f" (routing saves {savings:.0f}%)"),
-        f"share of calls: {share or '–'}",
-        f"projected in sample over this run's {_fmt_int(proj.get('n_prompts'))} routed calls "
-        "(replaying the recorded outcomes)",
-    ]
-    return (f'<div class="llmlab-projection-text {_NO_MATH}" style="font-size:12px;margin-top:6px">'
-            + "<br>".join(_esc(x) for x in lines) + "</div>")
 
 
 def compare(run: Any = None, *, store: Any = None, page_size: int = 10) -> CompareView:
