@@ -74,6 +74,7 @@ def _parser() -> argparse.ArgumentParser:
     rep = sub.add_parser("report", help="write the self-contained HTML report of a run")
     rep.add_argument("run", nargs="?", default="last")
     rep.add_argument("-o", "--output", help="HTML path (default reports/<run>.html)")
+    rep.add_argument("--compare", metavar="OTHER", help="add the comparison with another run (same prompts: paired)")
 
     ro = sub.add_parser("route", help="derive the routing table of a run and export it as a LiteLLM config")
     ro.add_argument("run", nargs="?", default="last")
@@ -243,7 +244,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "report":
             from llmlab.views.report import report_run
 
-            path = report_run(args.run, args.output, store=store)
+            other = store.resolve_run(args.compare) if args.compare else None
+            path = report_run(args.run, args.output, store=store, compare_with=other)
             print(f"report: {path}")
             return 0
         if args.command == "route":

@@ -123,3 +123,16 @@ def test_runs_and_sql_print_json_and_csv_with_a_limit(env, sandbox, capsys):
     assert lines[0].startswith("run_id,") and len(lines) == 3
     assert main(["sql", "SELECT count(*) AS n FROM calls", "--json"]) == 0
     assert json.loads(capsys.readouterr().out) == [{"n": 2}]
+
+
+def test_report_compare_adds_the_comparison_of_two_runs(env, sandbox, capsys):
+    assert main(["run", "quickstart", "--models", "sandbox/fast,sandbox/tiny", "--limit", "4", "--name", "a"]) == 0
+    assert main(["run", "quickstart", "--models", "sandbox/fast,sandbox/tiny", "--limit", "4", "--name", "b",
+                 "-t", "0.7"]) == 0
+    html = env / "cmp.html"
+    assert main(["report", "a", "--compare", "b", "-o", str(html)]) == 0
+    text = html.read_text()
+    assert "Run comparison" in text
+    capsys.readouterr()
+    assert main(["report", "a", "--compare", "no-such-run", "-o", str(html)]) == 2
+    assert "no-such-run" in capsys.readouterr().err
