@@ -556,3 +556,29 @@ def test_compare_view_headers_colours_side_panel_and_expandable_answers(store, s
     view.select(rec["call_id"])
     assert view.detail_box.layout.display != "none"
     assert model_header_html("m", []).count("llmlab-badge") == 0   # nothing to say yet: just the name
+
+
+def test_compare_view_shows_a_prompts_image_as_a_thumbnail_widget_not_html(store, sandbox, tmp_path):
+    import base64
+
+    png = base64.b64decode("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg==")
+    img = tmp_path / "dot.png"
+    img.write_bytes(png)
+    rows = [{"messages": [{"role": "user", "content": [
+        {"type": "text", "text": "What colour is this pixel?"}, {"type": "image_url", "image_url": {"url": str(img)}}]}]}]
+    res = llmlab.run(rows, ["sandbox/fast"], progress=False, store=store)
+    view = llmlab.compare(res.run_id, store=store)
+    call_id = res.results["call_id"].iloc[0]
+    view.select(call_id)
+    (thumb,) = view.detail_images.children
+    image = thumb.children[0]
+    assert isinstance(image, W.Image) and image.value == png and image.format == "png"
+    assert "dot.png" in thumb.children[1].value
+    assert_safe(view)                                   # no <img src=...> in any HTML widget
+    img.write_bytes(png + b"changed")                   # the file changed since the run: not shown as if it were
+    view.select(call_id)
+    (note,) = view.detail_images.children
+    assert isinstance(note, W.Label) and "changed since the run" in note.value
+    img.unlink()
+    view.select(call_id)
+    assert "not found" in view.detail_images.children[0].value

@@ -43,6 +43,7 @@ from llmlab.widgets.cells import (
     records_from_frame,
 )
 from llmlab.widgets.grid import grid_rows
+from llmlab.widgets.images import thumbnails
 from llmlab.widgets.pairs import TAB_TITLES, PairsView
 from llmlab.widgets.routing_tab import _fmt_int, _fmt_score, projection_html, routing_table_html
 
@@ -230,7 +231,8 @@ class CompareView(W.VBox):
             w.observe(lambda _c: self._render_side_by_side(), names="value")
         self.side_by_side = W.HTML()
         self.side_by_side.add_class("llmlab-side-by-side")
-        self.detail_box = W.VBox([self.detail_html, rating, W.HTML("<b>side by side</b>"),
+        self.detail_images = W.HBox(layout=W.Layout(flex_flow="row wrap"))  # the prompt's images (thumbnails)
+        self.detail_box = W.VBox([self.detail_html, self.detail_images, rating, W.HTML("<b>side by side</b>"),
                                   W.HBox([self.compare_a, self.compare_b]), self.side_by_side],
                                  layout=W.Layout(display="none", border="1px solid #bbb", padding="6px",
                                                  margin="8px 0 0 0"))
@@ -640,6 +642,7 @@ class CompareView(W.VBox):
             rows.append(f"<tr>{tds}</tr>")
         parts.append(f'<table class="llmlab-facts" style="font-size:12px;{_LH}">{"".join(rows)}</table></div>')
         self.detail_html.value = "".join(parts)
+        self.detail_images.children = tuple(thumbnails(rec))
 
     def _render_side_by_side(self) -> None:
         if self._suspend:
