@@ -85,8 +85,11 @@ def render_table(frame: Any, *, width: int | None = None, title: str | None = No
     console.print(table)
     out = "\n".join(line.rstrip() for line in buf.getvalue().splitlines()) + "\n"
     if dropped:
-        out += (f"({len(dropped)} more column{'s' if len(dropped) > 1 else ''} not shown at {width} columns: "
-                f"{', '.join(dropped)}; --json or --csv prints all)\n")
+        import textwrap
+
+        note = (f"({len(dropped)} more column{'s' if len(dropped) > 1 else ''} not shown at {width} columns: "
+                f"{', '.join(dropped)}; --json or --csv prints all)")
+        out += textwrap.fill(note, width=width, break_on_hyphens=False) + "\n"
     return out
 
 
