@@ -56,7 +56,7 @@ _LAZY = {
     "fit_policy": ("llmlab.routing.policies", "fit_policy"),
     "evaluate_policy": ("llmlab.routing.policies", "evaluate_policy"),
     "import_results": ("llmlab.routing.results_import", "import_results"),
-    "export_litellm_config": ("llmlab.routing.litellm_config", "export_litellm_config"),
+    "export_litellm_config": ("llmlab.routing.policy_export", "export_litellm_config"),
     "litellm_config": ("llmlab.routing.litellm_config", "litellm_config"),
     "set_alias": ("llmlab.models", "set_alias"),
     "set_price": ("llmlab.models", "set_price"),

@@ -98,6 +98,26 @@ class Policy:
 
         return self.models[int(self.choose(pd.DataFrame({"prompt": [prompt], "category": [category]}))[0])]
 
+    def decide(self, prompt: str, category: str | None = None) -> tuple[int, dict[str, Any]]:
+        """One routing decision without pandas: ``(index into models, details)``; ``details`` holds the policy's
+        ``score`` and ``threshold`` where it has them (JSON-safe floats). Subclasses override it for speed."""
+        import pandas as pd
+
+        i = int(self.choose(pd.DataFrame({"prompt": [prompt], "category": [category]}))[0])
+        return i, {}
+
+    def export(self, directory: str | os.PathLike[str], **kwargs: Any) -> Path:
+        """Write the LiteLLM config serving this policy (and, for prompt and complexity policies, the model file and
+        the plugin module) into ``directory``; returns the config's path
+        (:func:`llmlab.routing.policy_export.write_policy_config`)."""
+        from llmlab.routing.policy_export import write_policy_config
+
+        return write_policy_config(self, directory, **kwargs)
+
+    def portable(self) -> Policy:
+        """The policy as its JSON model file loads it (pure NumPy scorer): what a server runs."""
+        return Policy.from_dict(json.loads(json.dumps(self.to_dict())))
+
     def route_many(self, frame: Any, *, cache: Any = None) -> list[str]:
         """The model per row of ``frame`` (needs ``prompt``; ``category`` for category policies)."""
         return [self.models[i] for i in self.choose(frame, cache=cache)]
@@ -114,14 +134,37 @@ class Policy:
     @staticmethod
     def from_json(path: str | os.PathLike[str]) -> Policy:
         """Load a policy written by :meth:`to_json`. Raises RoutingError for an unknown format or kind."""
-        d = json.loads(Path(path).read_text(encoding="utf-8"))
-        if d.get("format") != FORMAT:
-            raise RoutingError(f"{path}: not an llmlab policy file (format {d.get('format')!r}, expected {FORMAT})")
-        if d["kind"] == "category":
-            return CategoryPolicy._from_dict(d)
-        if d["kind"] == "prompt":
-            return PromptPolicy._from_dict(d)
-        raise RoutingError(f"{path}: unknown policy kind {d['kind']!r}")
+        try:
+            d = json.loads(Path(path).read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise RoutingError(f"cannot read the policy file {path}: {exc.strerror or exc}") from exc
+        except json.JSONDecodeError as exc:
+            raise RoutingError(f"{path}, line {exc.lineno}, column {exc.colno}: not valid JSON ({exc.msg})") from exc
+        except UnicodeDecodeError as exc:
+            raise RoutingError(f"{path}: not UTF-8 text (byte {exc.start})") from exc
+        return Policy.from_dict(d, source=str(path))
+
+    @staticmethod
+    def from_dict(d: Any, *, source: str = "policy") -> Policy:
+        """A policy from its JSON dict (:meth:`to_dict`). Raises RoutingError naming ``source`` for an unknown format
+        or kind, or a missing / malformed field."""
+        if not isinstance(d, dict) or d.get("format") != FORMAT:
+            got = d.get("format") if isinstance(d, dict) else type(d).__name__
+            raise RoutingError(f"{source}: not an llmlab policy file (format {got!r}, expected {FORMAT})")
+        try:
+            if d["kind"] == "category":
+                return CategoryPolicy._from_dict(d)
+            if d["kind"] == "prompt":
+                return PromptPolicy._from_dict(d)
+            if d["kind"] == "complexity":
+                from llmlab.routing.complexity import ComplexityPolicy
+
+                return ComplexityPolicy._from_dict(d)
+        except RoutingError as exc:
+            raise RoutingError(f"{source}: {exc}") from exc
+        except (KeyError, TypeError, ValueError, IndexError) as exc:
+            raise RoutingError(f"{source}: malformed {d.get('kind')!r} policy ({type(exc).__name__}: {exc})") from exc
+        raise RoutingError(f"{source}: unknown policy kind {d.get('kind')!r}")
 
 
 class CategoryPolicy(Policy):
@@ -142,6 +185,10 @@ class CategoryPolicy(Policy):
     def scores(self, frame: Any, *, cache: Any = None) -> np.ndarray:
         cats = frame["category"] if "category" in frame.columns else [None] * len(frame)
         return np.array([self.gains.get(c, self.pooled_gain) for c in cats], dtype=float)
+
+    def decide(self, prompt: str, category: str | None = None) -> tuple[int, dict[str, Any]]:
+        model = self.mapping.get(category, self.default) if category is not None else self.default
+        return self.models.index(model), {"category": category, "score": self.gains.get(category, self.pooled_gain)}
 
     def to_dict(self) -> dict[str, Any]:
         return {"format": FORMAT, "kind": self.kind, "models": self.models, "mapping": self.mapping,
@@ -189,6 +236,22 @@ class PromptPolicy(Policy):
         return _cascade(self.pair_scores(frame, cache=cache), len(self.models), len(frame),
                         self.threshold if threshold is None else threshold)
 
+    def decide(self, prompt: str, category: str | None = None) -> tuple[int, dict[str, Any]]:
+        """``(index, {"score": the deciding comparison's score, "threshold", "scores": {"cheaper>dearer": s}})``
+        for one prompt (pure NumPy when loaded from JSON; a fitted policy scores with scikit-learn)."""
+        import pandas as pd
+
+        pure = self._pure_scores([str(prompt)]) if self._pure is not None else \
+            self.pair_scores(pd.DataFrame({"prompt": [str(prompt)]}))
+        s = {ij: float(v[0]) for ij, v in pure.items()}
+        cur, seen, last = 0, {}, None
+        for j in range(1, len(self.models)):
+            seen[f"{self.models[cur]}>{self.models[j]}"] = round(s[(cur, j)], 6)
+            last = s[(cur, j)]
+            if s[(cur, j)] > self.threshold:
+                cur = j
+        return cur, {"score": None if last is None else round(last, 6), "threshold": self.threshold, "scores": seen}
+
     # -- portable model file ----------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         if self._pure is not None:
@@ -217,8 +280,21 @@ class PromptPolicy(Policy):
         pol._pure = {"dict": d, "blocks": f["blocks"], "idf": [np.asarray(i) for i in f["idf"]],
                      "shape_mean": f["shape_mean"], "shape_std": f["shape_std"],
                      "columns": [{int(h): k for k, h in enumerate(c)} for c in f["columns"]],
+                     "memo": [{} for _ in f["columns"]],
                      "pairs": {(p["cheaper"], p["dearer"]): (np.asarray(p["classes"]), np.asarray(p["coef"]),
                                                               np.asarray(p["intercept"])) for p in d["pairs"]}}
+        width = sum(len(c) for c in f["columns"]) + 4
+        if len(f["idf"]) != len(f["columns"]) or any(len(i) != len(c) for i, c in zip(f["idf"], f["columns"], strict=True)):
+            raise RoutingError("features: idf and columns differ in length")
+        k = len(pol.models)
+        need = {(i, j) for j in range(1, k) for i in range(j)}
+        if set(pol._pure["pairs"]) != need:
+            raise RoutingError(f"pairs {sorted(pol._pure['pairs'])} do not cover the {k} models (need {sorted(need)})")
+        for (i, j), (classes, coef, intercept) in pol._pure["pairs"].items():
+            rows = 1 if len(classes) == 2 else len(classes)
+            if coef.ndim != 2 or coef.shape != (rows, width) or intercept.shape != (rows,) or not np.isfinite(coef).all():
+                raise RoutingError(f"pair ({i}, {j}): coefficients of shape {coef.shape}, expected ({rows}, {width}) "
+                                   "finite numbers")
         return pol
 
     def _pure_scores(self, texts: Sequence[str]) -> dict[tuple[int, int], np.ndarray]:
@@ -229,7 +305,7 @@ class PromptPolicy(Policy):
         out: dict[tuple[int, int], list[float]] = {ij: [] for ij in pure["pairs"]}
         for t in texts:
             pos, val = pure_features(t, pure["blocks"], pure["columns"], pure["idf"], pure["shape_mean"],
-                                     pure["shape_std"])
+                                     pure["shape_std"], memo=pure["memo"])
             for ij, (classes, coef, intercept) in pure["pairs"].items():
                 z = coef[:, pos] @ val + intercept
                 if len(classes) == 2:

@@ -1,0 +1,198 @@
+"""A fitted per-prompt policy, exported, is served by LiteLLM itself: ``litellm.Router`` in process and the real
+LiteLLM proxy route each held-out prompt to the deployment the policy chose (the sandbox's counters prove it),
+through LiteLLM's ``RoutingPlugin`` interface; a missing or corrupt model file fails at start-up.
+
+The training results are synthetic: proof-style prompts only the dearer sandbox model answers, look-up prompts
+both answer; the held-out prompts use words the training prompts never saw.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+import llmlab
+from llmlab.errors import RoutingError
+from llmlab.routing import Policy, fit_policy
+from llmlab.routing.plugin import PolicyPlugin, load_router, prompt_text, route_decision
+
+REPO = Path(__file__).resolve().parent.parent
+STRONG, WEAK = "sandbox/frontier", "sandbox/tiny"
+
+HARD = ["Prove that every {x} {y} is {z}, giving a rigorous step by step argument.",
+        "Derive a closed form for the {x} {y} sequence and prove it by induction on {z}.",
+        "Show that the {x} {y} theorem fails for {z} spaces; justify each step of the proof."]
+EASY = ["What is the capital of {x}?", "Translate the word {y} into {z}.", "Say hello to {x} in one word."]
+WORDS = ["alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel", "india", "juliet", "kilo",
+         "lima", "mike", "november", "oscar", "papa", "quebec", "romeo", "sierra", "tango"]
+NEW_WORDS = ["umbra", "vortex", "willow", "xenon", "yonder", "zephyr"]
+
+
+def _prompts(templates: list[str], words: list[str], n: int) -> list[str]:
+    out = []
+    for k in range(n):
+        t = templates[k % len(templates)]
+        out.append(t.format(x=words[k % len(words)], y=words[(3 * k + 1) % len(words)], z=words[(7 * k + 2) % len(words)]))
+    return list(dict.fromkeys(out))
+
+
+def _results(hard: list[str], easy: list[str]) -> pd.DataFrame:
+    rows = []
+    for i, p in enumerate(hard + easy):
+        is_hard = i < len(hard)
+        for model, cost in ((STRONG, 0.01), (WEAK, 0.0001)):
+            q = 0.0 if (is_hard and model == WEAK) else 1.0
+            rows.append({"prompt_id": f"p{i}", "prompt": p, "model": model, "quality": q, "cost_usd": cost})
+    return pd.DataFrame(rows)
+
+
+@pytest.fixture(scope="module")
+def policy() -> Policy:
+    return fit_policy(_results(_prompts(HARD, WORDS, 45), _prompts(EASY, WORDS, 45)), kind="prompt", min_df=1,
+                      target_cost_per_1k_usd=6.0)
+
+
+@pytest.fixture(scope="module")
+def held_out() -> list[str]:
+    return _prompts(HARD, NEW_WORDS, 6) + _prompts(EASY, NEW_WORDS, 6)
+
+
+@pytest.fixture
+def exported(policy, tmp_path) -> Path:
+    return policy.export(tmp_path / "serve")
+
+
+def _bare(model: str) -> str:
+    return model.split("/", 1)[1]
+
+
+def test_the_export_writes_a_plugin_config_and_a_portable_model_file(exported, policy, held_out):
+    cfg = yaml.safe_load(exported.read_text())
+    assert cfg["router_settings"]["plugins"] == ["llmlab_route.plugin"]
+    routed = [d for d in cfg["model_list"] if d["model_name"] == "llmlab-router"]
+    assert sorted(d["litellm_params"]["model"] for d in routed) == ["anthropic/tiny", "openai/frontier"]
+    assert all(d["litellm_params"]["api_base"] == "os.environ/LLMLAB_SANDBOX_API_BASE" for d in cfg["model_list"])
+    assert cfg["router_settings"]["fallbacks"] == [{"llmlab-router": ["llmlab-router-fallback-1"]}]
+    model_file = exported.parent / "llmlab_route_policy.json"
+    assert "pickle" not in (exported.parent / "llmlab_route.py").read_text()
+    json.loads(model_file.read_text())  # plain JSON
+    plugin = PolicyPlugin.from_file(model_file)
+    # the loaded plugin decides as the fitted policy does, on prompts neither saw
+    assert [plugin.decide(p)["model"] for p in held_out] == [policy.route(p) for p in held_out]
+    # and the policy separates them: hard prompts to the strong model, look-ups to the weak one
+    assert {plugin.decide(p)["model"] for p in held_out[:3]} == {STRONG}
+    assert {plugin.decide(p)["model"] for p in held_out[-3:]} == {WEAK}
+
+
+def test_export_litellm_config_takes_a_policy_and_keeps_the_table_form(policy, tmp_path):
+    path = llmlab.export_litellm_config(policy=policy, path=tmp_path / "a")
+    assert yaml.safe_load(path.read_text())["router_settings"]["plugins"] == ["llmlab_route.plugin"]
+    with pytest.raises(RoutingError, match="exactly one"):
+        llmlab.export_litellm_config(path=tmp_path / "b")
+
+
+def test_litellm_router_routes_each_prompt_where_the_policy_says(exported, held_out, sandbox, monkeypatch):
+    monkeypatch.setenv("LLMLAB_SANDBOX_API_KEY", "sandbox-key")
+    plugin = PolicyPlugin.from_file(exported.parent / "llmlab_route_policy.json")
+    router = load_router(exported)
+
+    async def ask(prompt: str) -> dict:
+        meta: dict = {}
+        resp = await router.acompletion(model="llmlab-router", messages=[{"role": "user", "content": prompt}],
+                                        max_tokens=8, metadata=meta)
+        assert resp.choices[0].message.content
+        return meta
+
+    served = []
+    for prompt in held_out:
+        sandbox.reset_stats()
+        meta = asyncio.run(ask(prompt))
+        want = plugin.decide(prompt)
+        assert sandbox.stats()["by_model"] == {_bare(want["model"]): 1}, prompt
+        decision = route_decision(meta)
+        assert decision is not None and decision["model"] == want["model"]
+        assert decision["score"] == want["score"] and decision["threshold"] == want["threshold"]
+        served.append(want["model"])
+    assert set(served) == {STRONG, WEAK}
+
+
+def test_the_router_falls_back_when_the_chosen_model_fails(exported, held_out, sandbox, monkeypatch):
+    monkeypatch.setenv("LLMLAB_SANDBOX_API_KEY", "sandbox-key")
+    router = load_router(exported, num_retries=0)
+    prompt = held_out[-1]  # a look-up: the policy sends it to the weak model
+    assert PolicyPlugin.from_file(exported.parent / "llmlab_route_policy.json").decide(prompt)["model"] == WEAK
+    sandbox.inject("500", model=_bare(WEAK))
+    resp = asyncio.run(router.acompletion(model="llmlab-router", messages=[{"role": "user", "content": prompt}],
+                                          max_tokens=8))
+    assert resp.choices[0].message.content
+    outcomes = sandbox.stats()["by_model_outcome"]
+    assert outcomes[_bare(WEAK)].get("500", 0) >= 1 and outcomes[_bare(STRONG)].get("ok") == 1
+
+
+def test_a_missing_or_corrupt_model_file_fails_when_the_router_starts(exported, monkeypatch):
+    model_file = exported.parent / "llmlab_route_policy.json"
+    text = model_file.read_text()
+    model_file.write_text(text[: len(text) // 2])
+    with pytest.raises(RoutingError, match=r"llmlab_route_policy.json, line 1, column \d+: not valid JSON"):
+        load_router(exported)
+    d = json.loads(text)
+    d["pairs"][0]["coef"] = [d["pairs"][0]["coef"][0][:-3]]
+    model_file.write_text(json.dumps(d))
+    with pytest.raises(RoutingError, match="coefficients of shape"):
+        load_router(exported)
+    model_file.unlink()
+    with pytest.raises(RoutingError, match="not found"):
+        load_router(exported)
+    monkeypatch.setenv("LLMLAB_ROUTING_POLICY", str(exported.parent / "elsewhere.json"))
+    with pytest.raises(RoutingError, match="elsewhere.json not found"):
+        load_router(exported)
+
+
+def test_prompt_text_is_the_last_user_message():
+    assert prompt_text([{"role": "system", "content": "be brief"}, {"role": "user", "content": "first"},
+                        {"role": "assistant", "content": "ok"},
+                        {"role": "user", "content": [{"type": "text", "text": "second"}, {"type": "image_url"}]}]) \
+        == "second"
+    assert prompt_text([]) == ""
+
+
+@pytest.mark.slow
+def test_the_real_proxy_routes_each_prompt_where_the_policy_says(exported, held_out, sandbox, tmp_path):
+    from proxy_process import start_proxy
+
+    plugin = PolicyPlugin.from_file(exported.parent / "llmlab_route_policy.json")
+    env = {"LLMLAB_SANDBOX_API_BASE": sandbox.api_base, "LLMLAB_SANDBOX_API_KEY": "sandbox-key",
+           "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    proxy = start_proxy(exported, env, tmp_path)
+    try:
+        served = []
+        for prompt in held_out:
+            sandbox.reset_stats()
+            status, body, _ = proxy.chat({"model": "llmlab-router", "max_tokens": 8,
+                                          "messages": [{"role": "user", "content": prompt}]})
+            assert status == 200, (body, proxy.log())
+            want = plugin.decide(prompt)["model"]
+            assert sandbox.stats()["by_model"] == {_bare(want): 1}, (prompt, proxy.log())
+            served.append(want)
+        assert set(served) == {STRONG, WEAK}
+    finally:
+        proxy.stop()
+
+
+@pytest.mark.slow
+def test_the_real_proxy_refuses_to_start_on_a_corrupt_model_file(exported, sandbox, tmp_path):
+    from proxy_process import start_proxy
+
+    model_file = exported.parent / "llmlab_route_policy.json"
+    model_file.write_text(model_file.read_text()[:100])
+    env = {"LLMLAB_SANDBOX_API_BASE": sandbox.api_base, "LLMLAB_SANDBOX_API_KEY": "sandbox-key",
+           "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    with pytest.raises(RuntimeError, match="exited") as err:
+        start_proxy(exported, env, tmp_path).stop()
+    assert "not valid JSON" in str(err.value) and "llmlab_route_policy.json" in str(err.value)
