@@ -54,6 +54,7 @@ __all__ = [
     "CALL_DEFAULTS",
     "new_call_row",
     "PROMPT_COLUMNS",
+    "ROUTING_DECISION_COLUMNS",
     "RUN_COLUMNS",
     "SCORE_COLUMNS",
     "Store",
@@ -95,6 +96,8 @@ def new_call_row(**fields: Any) -> dict[str, Any]:
 PROMPT_COLUMNS = ("run_id", "prompt_id", "category", "prompt", "reference", "scorer", "system", "source_id")
 SCORE_COLUMNS = ("run_id", "call_id", "prompt_id", "model", "kind", "scorer", "score", "raw_value", "comment",
                  "created_at_utc")
+ROUTING_DECISION_COLUMNS = ("run_id", "prompt_id", "model", "policy_kind", "score", "threshold", "decision", "router",
+                            "created_at_utc")
 RUN_COLUMNS = ("run_id", "name", "created_at_utc", "finished_at_utc", "status", "prompt_set", "models", "params",
                "tags", "llmlab_version", "litellm_version", "sandbox", "n_prompts", "n_calls_planned", "pid", "source",
                "host")
@@ -449,3 +452,19 @@ class Store:
         """The run's prompts (``PROMPT_COLUMNS``)."""
         run_id = self.resolve_run(ref)
         return self.sql("SELECT * FROM prompts WHERE run_id = ?", [run_id])
+
+    def add_routing_decisions(self, rows: Sequence[dict[str, Any]]) -> None:
+        """Append routing decisions (``ROUTING_DECISION_COLUMNS``; ``decision`` dicts JSON-encoded)."""
+        out = []
+        for r in rows:
+            row = {c: r.get(c) for c in ROUTING_DECISION_COLUMNS}
+            row["created_at_utc"] = row["created_at_utc"] or utc_now()
+            if row["decision"] is not None and not isinstance(row["decision"], str):
+                row["decision"] = json.dumps(row["decision"], default=str)
+            out.append(row)
+        self._append("routing_decisions", ROUTING_DECISION_COLUMNS, out)
+
+    def routing_decisions(self, ref: str | None = None) -> Any:
+        """The routing decisions of a routed run (``ROUTING_DECISION_COLUMNS``; empty for an unrouted run)."""
+        run_id = self.resolve_run(ref)
+        return self.sql("SELECT * FROM routing_decisions WHERE run_id = ? ORDER BY prompt_id", [run_id])

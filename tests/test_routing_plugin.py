@@ -196,3 +196,33 @@ def test_the_real_proxy_refuses_to_start_on_a_corrupt_model_file(exported, sandb
     with pytest.raises(RuntimeError, match="exited") as err:
         start_proxy(exported, env, tmp_path).stop()
     assert "not valid JSON" in str(err.value) and "llmlab_route_policy.json" in str(err.value)
+
+
+def test_a_routed_run_calls_only_the_chosen_model_per_prompt_and_records_why(exported, held_out, sandbox):
+    plugin = PolicyPlugin.from_file(exported.parent / "llmlab_route_policy.json")
+    res = llmlab.run(held_out, router=exported.parent, progress=False, max_tokens=8)
+    calls = res.results
+    assert len(calls) == len(held_out) and (calls["status"] == "ok").all()
+    by_prompt = dict(zip(calls["prompt"], calls["model"], strict=True))
+    assert by_prompt == {p: plugin.decide(p)["model"] for p in held_out}
+    assert sandbox.stats()["by_model"] == {_bare(m): n for m, n in calls["model"].value_counts().items()}
+    dec = res.store.routing_decisions(res.run_id)
+    assert len(dec) == len(held_out) and set(dec["router"]) == {str(exported)}
+    merged = dec.merge(calls[["prompt_id", "model"]], on="prompt_id", suffixes=("", "_called"))
+    assert (merged["model"] == merged["model_called"]).all()
+    assert merged["score"].notna().all() and (merged["threshold"] == plugin.policy.threshold).all()
+
+
+def test_a_routed_run_takes_the_configs_fallback_when_the_chosen_model_fails(exported, held_out, sandbox):
+    easy = held_out[-2:]
+    sandbox.inject("500", model=_bare(WEAK))
+    res = llmlab.run(easy, router=exported, progress=False, max_tokens=8)
+    calls = res.results
+    assert list(calls["model"]) == [WEAK, WEAK]  # the decision stands; the answer came from the fallback
+    assert list(calls["answered_by"]) == [STRONG, STRONG] and (calls["status"] == "ok").all()
+    assert (calls["fallbacks_taken"] >= 1).all() and (calls["attempts"] >= 3).all()  # num_retries 2, then fallback
+
+
+def test_a_routed_run_accepts_a_policy_object(policy, held_out, sandbox):
+    res = llmlab.run(held_out[:2], router=policy, progress=False, max_tokens=8)
+    assert list(res.results.sort_values("prompt")["model"]) == [policy.route(p) for p in sorted(held_out[:2])]
