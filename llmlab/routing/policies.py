@@ -397,7 +397,8 @@ def fit_policy(results: Any, kind: str = "category", target_cost_per_1k_usd: flo
         C: inverse L2 strength of the logistic regressions. folds: cross-fitting folds for the threshold.
         min_df: a hashed n-gram must occur in this many training prompts to be kept.
         cache: a :class:`~llmlab.routing.textmodel.CountCache` holding the prompts' hashed counts (speed only).
-        table_kwargs: passed to :func:`routing_table` for ``kind="category"`` (``min_n``, ``tolerance`` ...).
+        table_kwargs: passed to :func:`routing_table` for ``kind="category"`` (``min_n``, ``tolerance`` ...); with
+            ``alpha`` (e.g. 0.05) to :func:`llmlab.routing.confident.confident_table` instead (paired comparisons).
 
     Returns a :class:`CategoryPolicy` or :class:`PromptPolicy`. Raises RoutingError for an unknown kind, fewer than
     two models, missing columns, or training prompts on which no pair of models ever differs.
@@ -441,11 +442,14 @@ def _fit_category(results: Any, om: dict[str, Any], budget: float | None, min_qu
     defaults = {"category": DEFAULT_CATEGORY, "sample_index": 0, "status": "ok", "latency_ms": math.nan}
     res = res.assign(**{k: v for k, v in defaults.items() if k not in res.columns})
     kw = {"min_n": 1, **table_kwargs}
+    make = routing_table
+    if "alpha" in kw:  # confidence-aware: cheaper models only where a paired comparison backs them
+        from llmlab.routing.confident import confident_table as make
     if budget is None and min_quality is None:
-        tables = [routing_table(res, **kw)]
+        tables = [make(res, **kw)]
     else:
         kw.pop("tolerance", None)
-        tables = [routing_table(res, tolerance=t, **kw) for t in (0.0, 0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1,
+        tables = [make(res, tolerance=t, **kw) for t in (0.0, 0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1,
                                                                   0.15, 0.2, 0.3, 0.5, 1.0)]
     prompts = om["prompts"]
     cands = []
