@@ -226,3 +226,29 @@ def test_a_routed_run_takes_the_configs_fallback_when_the_chosen_model_fails(exp
 def test_a_routed_run_accepts_a_policy_object(policy, held_out, sandbox):
     res = llmlab.run(held_out[:2], router=policy, progress=False, max_tokens=8)
     assert list(res.results.sort_values("prompt")["model"]) == [policy.route(p) for p in sorted(held_out[:2])]
+
+
+def test_a_complexity_policy_tiers_prompts_and_is_served_by_the_same_plugin(tmp_path, held_out, sandbox,
+                                                                            monkeypatch):
+    from llmlab.routing import ComplexityPolicy, evaluate_policy
+    from llmlab.routing.complexity import complexity_features
+
+    hard = _prompts(HARD, WORDS, 45)
+    easy = _prompts(EASY, WORDS, 45)
+    results = _results(hard, easy)
+    pol = fit_policy(results, kind="complexity")
+    assert isinstance(pol, ComplexityPolicy) and pol.tiers == ["simple", "medium", "complex"]
+    assert complexity_features(["Prove it, step by step: 2 + 2 = 4?"]).shape == (1, 8)
+    ev = evaluate_policy(pol, _results(_prompts(HARD, NEW_WORDS, 6), _prompts(EASY, NEW_WORDS, 6)))
+    assert ev["quality"] == 1.0 and 0 < ev["share_by_model"][WEAK] < 1  # cheap where it can, strong where needed
+    loaded = Policy.from_json(pol.to_json(tmp_path / "c.json"))
+    assert [loaded.route(p) for p in held_out] == [pol.route(p) for p in held_out]
+    monkeypatch.setenv("LLMLAB_SANDBOX_API_KEY", "sandbox-key")
+    router = load_router(pol.export(tmp_path / "serve"))
+    for prompt in (held_out[0], held_out[-1]):
+        sandbox.reset_stats()
+        meta: dict = {}
+        asyncio.run(router.acompletion(model="llmlab-router", messages=[{"role": "user", "content": prompt}],
+                                       max_tokens=8, metadata=meta))
+        assert sandbox.stats()["by_model"] == {_bare(pol.route(prompt)): 1}
+        assert route_decision(meta)["tier"] in pol.tiers

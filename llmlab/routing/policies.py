@@ -35,7 +35,8 @@ import numpy as np
 from llmlab.errors import RoutingError
 from llmlab.routing.textmodel import SHAPE_SCALE
 
-__all__ = ["CategoryPolicy", "Policy", "PromptPolicy", "evaluate_policy", "fit_policy", "outcome_matrices"]
+__all__ = ["CategoryPolicy", "Policy", "PromptPolicy", "evaluate_policy", "fit_policy", "outcome_matrices",
+           "register_kind"]
 
 FORMAT = "llmlab.routing.policy/1"
 
@@ -156,10 +157,8 @@ class Policy:
                 return CategoryPolicy._from_dict(d)
             if d["kind"] == "prompt":
                 return PromptPolicy._from_dict(d)
-            if d["kind"] == "complexity":
-                from llmlab.routing.complexity import ComplexityPolicy
-
-                return ComplexityPolicy._from_dict(d)
+            if d["kind"] in _KINDS:
+                return _KINDS[d["kind"]][0]._from_dict(d)
         except RoutingError as exc:
             raise RoutingError(f"{source}: {exc}") from exc
         except (KeyError, TypeError, ValueError, IndexError) as exc:
@@ -318,6 +317,16 @@ class PromptPolicy(Policy):
         return {ij: np.asarray(v) for ij, v in out.items()}
 
 
+#: further policy kinds: kind -> (class with ``_from_dict``, fitter ``(outcome matrices, budget=, min_quality=,
+#: **kwargs) -> Policy``); :mod:`llmlab.routing.complexity` registers ``"complexity"`` (imported by the package).
+_KINDS: dict[str, tuple[Any, Any]] = {}
+
+
+def register_kind(kind: str, cls: Any, fitter: Any) -> None:
+    """Make ``fit_policy(kind=...)`` and :meth:`Policy.from_json` know another policy kind."""
+    _KINDS[kind] = (cls, fitter)
+
+
 def _signed(classes: Any, proba: np.ndarray) -> np.ndarray:
     """``P(+1) - P(-1)`` from predict_proba columns ordered as ``classes`` (labels -1 worse, 0 tie, +1 better)."""
     cls = [int(c) for c in classes]
@@ -389,7 +398,9 @@ def fit_policy(results: Any, kind: str = "category", target_cost_per_1k_usd: flo
 
     Args:
         results: results frame (one row per call; see the module docstring for the columns).
-        kind: ``"category"`` (table per category label) or ``"prompt"`` (learned from the prompt text only).
+        kind: ``"category"`` (table per category label), ``"prompt"`` (learned from the prompt text only) or
+            ``"complexity"`` (tiers of prompt features, :mod:`llmlab.routing.complexity`; ``tolerance``,
+            ``n_tiers``, ``ridge`` via ``table_kwargs``).
         target_cost_per_1k_usd: budget, USD per 1,000 prompts; the best-quality operating point within it.
         min_quality: quality floor (0..1); the cheapest operating point reaching it (within the budget if given).
         seed: seed for the cross-fitting folds and the solver.
@@ -408,8 +419,10 @@ def fit_policy(results: Any, kind: str = "category", target_cost_per_1k_usd: flo
         raise RoutingError("routing needs at least two models with results")
     if kind == "category":
         return _fit_category(results, om, target_cost_per_1k_usd, min_quality, table_kwargs)
+    if kind in _KINDS:
+        return _KINDS[kind][1](om, budget=target_cost_per_1k_usd, min_quality=min_quality, **table_kwargs)
     if kind != "prompt":
-        raise RoutingError(f"unknown policy kind {kind!r}: use 'category' or 'prompt'")
+        raise RoutingError(f"unknown policy kind {kind!r}: use 'category', 'prompt' or {', '.join(map(repr, _KINDS))}")
     from llmlab.routing.textmodel import TextFeatures, raw_counts
 
     texts = [str(t) for t in om["prompts"]["prompt"]]
