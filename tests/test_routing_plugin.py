@@ -252,3 +252,21 @@ def test_a_complexity_policy_tiers_prompts_and_is_served_by_the_same_plugin(tmp_
                                        max_tokens=8, metadata=meta))
         assert sandbox.stats()["by_model"] == {_bare(pol.route(prompt)): 1}
         assert route_decision(meta)["tier"] in pol.tiers
+
+
+def test_the_route_cli_reports_out_of_sample_figures_and_exports_a_policy(policy, tmp_path, capsys):
+    from llmlab import cli
+    from llmlab.routing import import_results
+
+    frame = _results(_prompts(HARD, WORDS, 45), _prompts(EASY, WORDS, 45))
+    run_id = import_results(frame, name="synthetic")
+    assert cli.main(["route", run_id, "--kind", "prompt", "--budget-per-1k", "6", "--export",
+                     str(tmp_path / "serve")]) == 0
+    out = capsys.readouterr().out
+    oos = next(line for line in out.splitlines() if line.startswith("out of sample (fitted on "))
+    assert "evaluated on the" in oos and "prompts over" in oos
+    assert "in sample (fitted and evaluated on all prompts" in out
+    cfg = yaml.safe_load((tmp_path / "serve" / "config.yaml").read_text())
+    assert cfg["router_settings"]["plugins"] == ["llmlab_route.plugin"]
+    assert cli.main(["route", run_id]) == 0  # the category table, out of sample by default
+    assert "out of sample (fitted on " in capsys.readouterr().out
