@@ -55,3 +55,14 @@ def test_a_category_policy_can_be_fitted_confidence_aware(results):
     pol = fit_policy(results, kind="category", alpha=0.05, min_n=20, n_boot=300)
     assert pol.mapping["easy"] == WEAK and pol.mapping["hard"] == STRONG and "tiny" not in pol.mapping
     assert "diff_ci_low" in pol.table.columns
+
+
+def test_a_category_policy_exports_the_tags_config(results, tmp_path):
+    import yaml
+
+    pol = fit_policy(results, kind="category", alpha=0.05, min_n=20, n_boot=300)
+    cfg = yaml.safe_load(pol.export(tmp_path).read_text())
+    assert cfg["router_settings"]["enable_tag_filtering"] is True and "plugins" not in cfg["router_settings"]
+    tags = {d["litellm_params"]["tags"][0]: d["litellm_params"]["model"] for d in cfg["model_list"]
+            if d["model_name"] == "llmlab-router"}
+    assert tags["easy"] == "anthropic/tiny" and tags["hard"] == "openai/frontier" and "tiny" not in tags
