@@ -10,6 +10,8 @@
 ``LLMLAB_DATASETS_DIR``        where bundled prompt sets are read (default: the repository's ``datasets/``)
 ``LLMLAB_ROUTELLM_DIR``        RouteLLM's recorded results (default ``../shared/data/routellm``)
 ``LLMLAB_REPORTS_DIR``         where the demo writes its reports (default ``reports/``)
+``LLMLAB_ROUTING_POLICY``      the policy model file an exported routing plugin loads (default: the
+                               ``llmlab_route_policy.json`` beside its ``llmlab_route.py``)
 ``LITELLM_LOCAL_MODEL_COST_MAP``  set to ``True`` by llmlab unless the user set it (LiteLLM's bundled price map,
                                no network at import)
 =============================  ==============================================================================
@@ -30,6 +32,7 @@ __all__ = [
     "MODELS_ENV",
     "REPORTS_DIR_ENV",
     "ROUTELLM_DIR_ENV",
+    "ROUTING_POLICY_ENV",
     "SANDBOX_API_BASE_ENV",
     "SANDBOX_API_KEY_ENV",
     "datasets_dir",
@@ -45,6 +48,7 @@ SANDBOX_API_KEY_ENV = "LLMLAB_SANDBOX_API_KEY"
 DATASETS_DIR_ENV = "LLMLAB_DATASETS_DIR"
 ROUTELLM_DIR_ENV = "LLMLAB_ROUTELLM_DIR"
 REPORTS_DIR_ENV = "LLMLAB_REPORTS_DIR"
+ROUTING_POLICY_ENV = "LLMLAB_ROUTING_POLICY"
 
 
 def default_store_path() -> Path:

@@ -95,6 +95,15 @@ def test_export_litellm_config_takes_a_policy_and_keeps_the_table_form(policy, t
     assert yaml.safe_load(path.read_text())["router_settings"]["plugins"] == ["llmlab_route.plugin"]
     with pytest.raises(RoutingError, match="exactly one"):
         llmlab.export_litellm_config(path=tmp_path / "b")
+    from llmlab.routing import routing_table
+    from llmlab.routing.litellm_config import write_litellm_config
+
+    results = _results(_prompts(HARD, WORDS, 9), _prompts(EASY, WORDS, 9)).assign(
+        category="default", status="ok", latency_ms=1.0, sample_index=0)
+    table = routing_table(results, min_n=1)
+    a = llmlab.export_litellm_config(table, tmp_path / "t1.yaml", run_id="r1")
+    b = write_litellm_config(table, tmp_path / "t2.yaml", run_id="r1")
+    assert a.read_text() == b.read_text()  # the table form is unchanged
 
 
 def test_litellm_router_routes_each_prompt_where_the_policy_says(exported, held_out, sandbox, monkeypatch):

@@ -38,10 +38,11 @@ from pathlib import Path
 from typing import Any
 
 from llmlab.errors import RoutingError
+from llmlab.settings import ROUTING_POLICY_ENV
 
 __all__ = ["POLICY_ENV", "SIGNAL", "PolicyPlugin", "load_plugin", "load_router", "prompt_text", "route_decision"]
 
-POLICY_ENV = "LLMLAB_ROUTING_POLICY"
+POLICY_ENV = ROUTING_POLICY_ENV
 SIGNAL = "llmlab_route"
 
 
