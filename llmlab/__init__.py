@@ -58,6 +58,7 @@ _LAZY = {
     "import_results": ("llmlab.routing.results_import", "import_results"),
     "export_litellm_config": ("llmlab.routing.policy_export", "export_litellm_config"),
     "litellm_config": ("llmlab.routing.litellm_config", "litellm_config"),
+    "replay_through_router": ("llmlab.routing.router_replay", "replay_through_router"),
     "set_alias": ("llmlab.models", "set_alias"),
     "set_price": ("llmlab.models", "set_price"),
     "aliases": ("llmlab.models", "aliases"),

@@ -279,3 +279,31 @@ def test_the_route_cli_reports_out_of_sample_figures_and_exports_a_policy(policy
     assert cfg["router_settings"]["plugins"] == ["llmlab_route.plugin"]
     assert cli.main(["route", run_id]) == 0  # the category table, out of sample by default
     assert "out of sample (fitted on " in capsys.readouterr().out
+
+
+def test_a_replay_through_litellm_router_records_the_deployed_path_fallbacks_included(exported, held_out, sandbox,
+                                                                                        monkeypatch):
+    from llmlab.routing.router_replay import replay_through_router
+    from llmlab.store import Store
+
+    monkeypatch.setenv("LLMLAB_SANDBOX_API_KEY", "sandbox-key")
+    plugin = PolicyPlugin.from_file(exported.parent / "llmlab_route_policy.json")
+    store = Store()
+    run_id = replay_through_router(exported.parent, held_out, store=store, max_tokens=8)
+    calls = store.results(run_id)
+    assert len(calls) == len(held_out) and (calls["status"] == "ok").all()
+    want = {p: plugin.decide(p)["model"] for p in held_out}
+    assert dict(zip(calls["prompt"], calls["model"], strict=True)) == want
+    assert (calls["answered_by"] == calls["model"]).all() and (calls["fallbacks_taken"] == 0).all()
+    assert sandbox.stats()["by_model"] == {_bare(m): n for m, n in calls["model"].value_counts().items()}
+    assert len(store.routing_decisions(run_id)) == len(held_out)
+    # the fallback path as deployed: the chosen (weak) model fails, LiteLLM retries it, then falls back
+    sandbox.reset_stats()
+    sandbox.inject("500", model=_bare(WEAK))
+    easy = [p for p in held_out if want[p] == WEAK]
+    run2 = replay_through_router(exported, easy, store=store, max_tokens=8)
+    calls2 = store.results(run2)
+    assert (calls2["status"] == "ok").all() and set(calls2["model"]) == {WEAK}
+    assert set(calls2["answered_by"]) == {STRONG} and (calls2["fallbacks_taken"] >= 1).all()
+    assert sandbox.stats()["by_model_outcome"][_bare(WEAK)].get("500", 0) >= len(easy)
+    assert store.run(run2)["source"] == "replay:litellm-router"
