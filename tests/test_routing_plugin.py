@@ -235,6 +235,9 @@ def test_a_routed_run_takes_the_configs_fallback_when_the_chosen_model_fails(exp
 def test_a_routed_run_accepts_a_policy_object(policy, held_out, sandbox):
     res = llmlab.run(held_out[:2], router=policy, progress=False, max_tokens=8)
     assert list(res.results.sort_values("prompt")["model"]) == [policy.route(p) for p in sorted(held_out[:2])]
+    res2 = asyncio.run(llmlab.arun(held_out[-2:], router=policy, max_tokens=8))
+    assert list(res2.results.sort_values("prompt")["model"]) == [policy.route(p) for p in sorted(held_out[-2:])]
+    assert len(res2.store.routing_decisions(res2.run_id)) == 2
 
 
 def test_a_complexity_policy_tiers_prompts_and_is_served_by_the_same_plugin(tmp_path, held_out, sandbox,

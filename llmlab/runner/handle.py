@@ -337,15 +337,25 @@ async def arun(prompts: Any, models: Iterable[str] | str | None = None, *, name:
                tags: Sequence[str] = (), template: str | None = None, category_column: str | None = None,
                store: Store | None = None, progress: bool = False,
                on_result: Callable[[dict[str, Any]], Any] | None = None,
-               on_delta: Callable[[str, str], Any] | None = None, **options: Any) -> RunResult:
+               on_delta: Callable[[str, str], Any] | None = None, router: Any = None,
+               **options: Any) -> RunResult:
     """The async form of :func:`run` (``await llmlab.arun(...)`` in a notebook cell or an async program).
 
     The work runs on llmlab's background loop; cancelling the awaiting task cancels it (completed calls stay).
     Same arguments, result and errors as :func:`run`.
     """
-    the_plan = await asyncio.to_thread(prepare, prompts, models, store=store, template=template,
-                                       category_column=category_column, **options)
-    handle = RunHandle(the_plan, name=name, tags=tags, on_result=on_result, on_delta=on_delta)
+    run_id = None
+    if router is not None:
+        from llmlab.runner.replay import prepare_routed
+
+        the_plan, decisions = await asyncio.to_thread(prepare_routed, router, prompts, models, store=store,
+                                                      template=template, category_column=category_column, **options)
+        run_id = new_id("r")
+        await asyncio.to_thread(the_plan.store.add_routing_decisions, [{**d, "run_id": run_id} for d in decisions])
+    else:
+        the_plan = await asyncio.to_thread(prepare, prompts, models, store=store, template=template,
+                                           category_column=category_column, **options)
+    handle = RunHandle(the_plan, name=name, tags=tags, on_result=on_result, on_delta=on_delta, run_id=run_id)
     prog = _Progress(progress)
 
     def tick() -> None:
