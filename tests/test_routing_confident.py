@@ -66,3 +66,22 @@ def test_a_category_policy_exports_the_tags_config(results, tmp_path):
     tags = {d["litellm_params"]["tags"][0]: d["litellm_params"]["model"] for d in cfg["model_list"]
             if d["model_name"] == "llmlab-router"}
     assert tags["easy"] == "anthropic/tiny" and tags["hard"] == "openai/frontier" and "tiny" not in tags
+
+
+def test_llmlab_route_kind_confident_prints_the_paired_reasons(results, tmp_path, capsys):
+    import yaml
+
+    from llmlab import cli
+    from llmlab.routing import import_results
+
+    run_id = import_results(results.drop(columns=["status", "latency_ms", "sample_index"]), name="confident")
+    out_path = tmp_path / "routing.yaml"
+    assert cli.main(["route", run_id, "--kind", "confident", "--tolerance", "0", "--min-n", "20",
+                     "--export", str(out_path)]) == 0
+    out = capsys.readouterr().out
+    assert "out of sample (fitted on " in out and "in sample (fitted and evaluated on all prompts" in out
+    cfg = yaml.safe_load(out_path.read_text())
+    reasons = {d["litellm_params"]["tags"][0]: d["model_info"]["llmlab"]["reason"] for d in cfg["model_list"]
+               if d["model_name"] == "llmlab-router"}
+    assert "no cheaper model is within 0 at 95%" in reasons["close"]
+    assert "served by this row: tiny" in reasons["default"]
