@@ -18,6 +18,7 @@ Importing this package loads NumPy only; pandas, scikit-learn and SciPy load whe
 from __future__ import annotations
 
 from llmlab.routing.complexity import ComplexityPolicy
+from llmlab.routing.confident import confident_table
 from llmlab.routing.metrics import (
     aiq,
     apgr,
@@ -58,6 +59,7 @@ __all__ = [
     "apgr",
     "backtest",
     "bootstrap_ci",
+    "confident_table",
     "cost_quality_curve",
     "cpt",
     "evaluate_policy",
