@@ -310,3 +310,16 @@ def test_a_replay_through_litellm_router_records_the_deployed_path_fallbacks_inc
     assert set(calls2["answered_by"]) == {STRONG} and (calls2["fallbacks_taken"] >= 1).all()
     assert sandbox.stats()["by_model_outcome"][_bare(WEAK)].get("500", 0) >= len(easy)
     assert store.run(run2)["source"] == "replay:litellm-router"
+
+
+def test_serving_a_decision_loads_neither_scikit_learn_nor_pandas(exported, held_out):
+    import subprocess
+    import sys
+
+    code = ("import sys; from llmlab.routing.plugin import load_plugin; "
+            f"p = load_plugin({str(exported.parent / 'llmlab_route.py')!r}); "
+            f"print(p.decide({held_out[0]!r})['model']); "
+            "print(sorted(m for m in ('sklearn', 'pandas', 'scipy', 'litellm') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                         env={**os.environ, "PYTHONPATH": str(REPO)}, check=True).stdout.splitlines()
+    assert out == [STRONG, "[]"]

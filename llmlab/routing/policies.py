@@ -238,10 +238,12 @@ class PromptPolicy(Policy):
     def decide(self, prompt: str, category: str | None = None) -> tuple[int, dict[str, Any]]:
         """``(index, {"score": the deciding comparison's score, "threshold", "scores": {"cheaper>dearer": s}})``
         for one prompt (pure NumPy when loaded from JSON; a fitted policy scores with scikit-learn)."""
-        import pandas as pd
+        if self._pure is not None:
+            pure = self._pure_scores([str(prompt)])
+        else:
+            import pandas as pd
 
-        pure = self._pure_scores([str(prompt)]) if self._pure is not None else \
-            self.pair_scores(pd.DataFrame({"prompt": [str(prompt)]}))
+            pure = self.pair_scores(pd.DataFrame({"prompt": [str(prompt)]}))
         s = {ij: float(v[0]) for ij, v in pure.items()}
         cur, seen, last = 0, {}, None
         for j in range(1, len(self.models)):
