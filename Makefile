@@ -13,7 +13,7 @@ LOCK_LITELLM ?= 1.106.2
 LATEST_VENV  ?= .venv-latest
 # The tests that depend on LiteLLM's behaviour (wire formats, faults, runner, export, Router, proxy).
 LITELLM_TESTS := tests/test_sandbox.py tests/test_runner.py tests/test_reliability.py tests/test_export.py \
-                 tests/test_wire.py tests/test_proxy.py
+                 tests/test_wire.py tests/test_proxy.py tests/test_routing_plugin.py
 
 .PHONY: demo test test-latest install lock browser soak bench clean check
 

@@ -10,6 +10,8 @@ interpolated linearly.
 
 Policies:
 - ``learned``: :func:`llmlab.routing.fit_policy` ``kind="prompt"``: prompt text only, no category label.
+- ``complexity``: :func:`llmlab.routing.fit_policy` ``kind="complexity"``: the ridge score of 8 prompt features
+  (length, code, math, multi-step cues, ...) that its tiers cut; prompt text only.
 - ``category``: the category table's score (training gain of GPT-4 over Mixtral in the unit's category); it SEES
   the label (MMLU subject, MT-Bench category; GSM8K has a single category, so it cannot route: APGR 0.5).
 - ``random``: uniform random scores (expected APGR 0.5, CPT(50%) 50%).
@@ -44,43 +46,14 @@ PUBLISHED = {"mmlu": (0.603, 35.4), "gsm8k": (0.622, 33.6), "mt_bench": (0.802, 
 TARGETS = {"mmlu": "APGR ≥ 0.68, CPT(50%) ≤ 27%", "gsm8k": "APGR ≥ 0.64", "mt_bench": "APGR ≥ 0.75"}
 
 
-def _contaminated(folder: Path, bench: str) -> set[str]:
-    return set(pd.read_json(folder / "contaminated" / f"contaminated_{bench}.jsonl", lines=True)["eval_prompt"])
-
-
-def _price(frame: pd.DataFrame) -> pd.DataFrame:
-    from llmlab.models import resolve
-
-    spec = {m: resolve(m, check_keys=False) for m in frame["model"].unique()}
-    tok = (frame["prompt"].str.len() // 4 + 1).astype(int)
-    frame["cost_usd"] = [spec[m].cost_usd(int(t), 1) for m, t in zip(frame["model"], tok, strict=True)]
-    return frame
-
-
 def load(folder: Path) -> dict[str, pd.DataFrame]:
-    """Decontaminated results frames, one row per (unit, model): prompt_id, prompt, category, model, quality."""
-    from llmlab.routing import routellm as rl
+    """Decontaminated results frames, one row per (unit, model): prompt_id, prompt, category, model, quality,
+    cost_usd (:func:`llmlab.routing.routellm.load_benchmarks`)."""
+    from llmlab.routing.routellm import load_benchmarks
 
-    out = {}
-    for bench, loader in (("mmlu", rl.load_mmlu), ("gsm8k", rl.load_gsm8k)):
-        df = loader(folder)
-        n0 = df["prompt_id"].nunique()
-        df = df[~df["prompt"].isin(_contaminated(folder, bench))]
-        print(f"{bench}: {df['prompt_id'].nunique()}/{n0} prompts after dropping contaminated ones")
-        out[bench] = _price(df.assign(quality=df["correct"].astype(float))[
-            ["prompt_id", "prompt", "category", "model", "quality"]].reset_index(drop=True))
-    q = pd.read_json(folder / "mt_bench" / "question.jsonl", lines=True)
-    bad = _contaminated(folder, "mt_bench")
-    keep = q[~q["turns"].map(lambda t: t[0] in bad or t[1] in bad)]
-    j = pd.read_json(folder / "mt_bench" / "judgements.jsonl", lines=True)
-    j = j[j["question_id"].isin(keep["question_id"])]
-    s = j.groupby(["question_id", "model"], as_index=False)["score"].mean()  # mean over the two turns
-    s["model"] = s["model"].map(rl._MT_MODELS)
-    meta = keep.set_index("question_id")
-    print(f"mt_bench: {len(keep)}/{len(q)} questions after dropping contaminated ones (unit = question)")
-    out["mt_bench"] = _price(pd.DataFrame({
-        "prompt_id": "mt" + s["question_id"].astype(str), "prompt": s["question_id"].map(meta["turns"].map(lambda t: t[0])),
-        "category": s["question_id"].map(meta["category"]), "model": s["model"], "quality": s["score"] / 10}))
+    out = load_benchmarks(folder)
+    for bench, df in out.items():
+        print(f"{bench}: {df['prompt_id'].nunique()} units after dropping contaminated prompts")
     return out
 
 
@@ -118,7 +91,8 @@ def main(argv: list[str] | None = None) -> int:
     for bench, df in data.items():
         t1 = time.perf_counter()
         units = df["prompt_id"].unique()
-        runs: dict[str, list[dict[str, float]]] = {"learned": [], "category": [], "random": [], "oracle": []}
+        runs: dict[str, list[dict[str, float]]] = {"learned": [], "complexity": [], "category": [], "random": [],
+                                                   "oracle": []}
         for _ in range(args.splits):
             train_ids = set(rng.permutation(units)[: len(units) // 2])
             train, test = df[df["prompt_id"].isin(train_ids)], df[~df["prompt_id"].isin(train_ids)]
@@ -126,6 +100,8 @@ def main(argv: list[str] | None = None) -> int:
             qw, qs = om["quality"][:, 0], om["quality"][:, 1]
             learned = fit_policy(train, kind="prompt", cache=caches[bench], seed=args.seed)
             runs["learned"].append(metrics_of(learned.scores(om["prompts"], cache=caches[bench]), qs, qw))
+            tiers = fit_policy(train, kind="complexity")  # its ridge score, swept like the others' scores
+            runs["complexity"].append(metrics_of(tiers.scores(om["prompts"]), qs, qw))
             table = fit_policy(train, kind="category", min_n=5)
             runs["category"].append(metrics_of(table.scores(om["prompts"]), qs, qw))
             runs["random"].append(metrics_of(rng.random(len(qs)), qs, qw))

@@ -10,6 +10,7 @@ import json
 import logging
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from llmlab.errors import LLMLabError
 
@@ -76,14 +77,22 @@ def _parser() -> argparse.ArgumentParser:
     rep.add_argument("-o", "--output", help="HTML path (default reports/<run>.html)")
     rep.add_argument("--compare", metavar="OTHER", help="add the comparison with another run (same prompts: paired)")
 
-    ro = sub.add_parser("route", help="derive the routing table of a run and export it as a LiteLLM config")
+    ro = sub.add_parser("route", help="fit a routing table or policy on a run, show its out-of-sample figures, "
+                                      "and export it as a LiteLLM config")
     ro.add_argument("run", nargs="?", default="last")
-    ro.add_argument("--export", help="write the LiteLLM proxy config.yaml here")
+    ro.add_argument("--export", help="write the LiteLLM config here (a config.yaml path for tables; a directory "
+                                     "for --kind prompt / complexity: config, model file and plugin)")
+    ro.add_argument("--kind", default="table", choices=["table", "confident", "prompt", "complexity"],
+                    help="table (per category), confident (per category, paired comparisons), prompt (learned "
+                         "from the prompt text), complexity (tiers of prompt features)")
     ro.add_argument("--tolerance", type=float, default=_routing_default("tolerance"),
                     help=f"quality tolerance from the best (0..1; default {_routing_default('tolerance')})")
     ro.add_argument("--min-quality", type=float)
     ro.add_argument("--max-p95-ms", type=float)
     ro.add_argument("--min-n", type=int, default=_routing_default("min_n"))
+    ro.add_argument("--alpha", type=float, default=0.05, help="--kind confident: 1 - confidence of the intervals")
+    ro.add_argument("--budget-per-1k", type=float, help="--kind prompt / complexity: USD per 1,000 prompts")
+    ro.add_argument("--split-seed", type=int, default=0, help="seed of the fit / held-out split of the prompts")
 
     sb = sub.add_parser("sandbox", help="run the local sandbox provider server until Ctrl-C")
     sb.add_argument("--port", type=int, default=8765)
@@ -178,6 +187,51 @@ def _cmd_run(args: argparse.Namespace, store) -> int:  # noqa: ANN001
     return 0
 
 
+def _route_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    if args.kind == "table":
+        return {"tolerance": args.tolerance, "min_quality": args.min_quality, "max_latency_p95_ms": args.max_p95_ms,
+                "min_n": args.min_n}
+    if args.kind == "confident":
+        return {"tolerance": args.tolerance, "alpha": args.alpha, "min_n": args.min_n}
+    return {"target_cost_per_1k_usd": args.budget_per_1k, "min_quality": args.min_quality}
+
+
+def _figures_line(fig: dict[str, Any]) -> str:
+    shares = ", ".join(f"{m} {100 * v:.0f}%" for m, v in sorted(fig["share_by_model"].items()) if v)
+    return (f"quality {fig['quality']:.3f} at ${fig['cost_per_1k_usd']:.4g} per 1k prompts over {fig['n']} prompts; "
+            f"best single model {fig['best_single_model']}: quality {fig['best_single_quality']:.3f} at "
+            f"${fig['best_single_cost_per_1k_usd']:.4g} ({fig['savings_pct']:.1f}% saved); calls: {shares}")
+
+
+def _cmd_route(args: argparse.Namespace, store: Any) -> int:
+    from llmlab.routing.holdout import holdout_figures
+
+    run_id = store.resolve_run(args.run)
+    rep = holdout_figures(store.results(run_id), args.kind, seed=args.split_seed, **_route_kwargs(args))
+    fitted = rep["fitted"]
+    if hasattr(fitted, "columns"):
+        shown = fitted.assign(fallbacks=fitted["fallbacks"].map(lambda f: ",".join(f)))
+        _print_frame(shown[["category", "model", "quality", "n", "latency_p95_ms", "cost_per_1k_prompts_usd",
+                            "fallbacks"]])
+    else:
+        print(f"{fitted.kind} policy over {', '.join(fitted.models)} (cheapest first)")
+    oos = rep["out_of_sample"]
+    if oos is not None:
+        print(f"out of sample (fitted on {rep['n_fit']} prompts, evaluated on the {rep['n_eval']} others; split seed "
+              f"{rep['seed']}): {_figures_line(oos)}")
+    else:
+        print("out of sample: not available (" + rep.get("out_of_sample_error", "fewer than 4 prompts") + ")")
+    print(f"in sample (fitted and evaluated on all prompts; what --export writes): {_figures_line(rep['in_sample'])}")
+    if args.export:
+        from llmlab.routing.litellm_config import write_litellm_config
+        from llmlab.routing.policy_export import write_policy_config
+
+        path = (write_litellm_config(fitted, args.export, run_id=run_id) if hasattr(fitted, "columns")
+                else write_policy_config(fitted, args.export, run_id=run_id))
+        print(f"LiteLLM config: {path}")
+    return 0
+
+
 def _one_line(exc: BaseException) -> str:
     errors = getattr(exc, "errors", None)
     if callable(errors):  # pydantic.ValidationError: name each bad option
@@ -249,19 +303,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"report: {path}")
             return 0
         if args.command == "route":
-            from llmlab.routing import routing_table
-            from llmlab.routing.litellm_config import write_litellm_config
-
-            run_id = store.resolve_run(args.run)
-            table = routing_table(store.results(run_id), tolerance=args.tolerance, min_quality=args.min_quality,
-                                  max_latency_p95_ms=args.max_p95_ms, min_n=args.min_n)
-            shown = table.assign(fallbacks=table["fallbacks"].map(lambda f: ",".join(f)))
-            _print_frame(shown[["category", "model", "quality", "n", "latency_p95_ms", "cost_per_1k_prompts_usd",
-                                "fallbacks"]])
-            if args.export:
-                path = write_litellm_config(table, args.export, run_id=run_id)
-                print(f"LiteLLM config: {path}")
-            return 0
+            return _cmd_route(args, store)
         if args.command == "import-routellm":
             from llmlab.routing.routellm import import_routellm
 

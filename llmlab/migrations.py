@@ -171,4 +171,20 @@ MIGRATIONS: list[tuple[str, str]] = [
             FROM latest GROUP BY call_id, run_id;
         """,
     ),
+    (
+        "routing_decisions: per prompt of a routed run (llmlab.run(..., router=...)), the model a policy chose",
+        """
+        CREATE TABLE routing_decisions (
+            run_id VARCHAR NOT NULL,
+            prompt_id VARCHAR NOT NULL,
+            model VARCHAR NOT NULL,           -- the model the policy chose (the run calls only it)
+            policy_kind VARCHAR,              -- category | prompt | complexity
+            score DOUBLE,                     -- the policy's score for the deciding comparison, when it has one
+            threshold DOUBLE,
+            decision VARCHAR,                 -- JSON: every field of the decision
+            router VARCHAR,                   -- where the policy came from (file path or object)
+            created_at_utc TIMESTAMP NOT NULL
+        );
+        """,
+    ),
 ]

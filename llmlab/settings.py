@@ -13,6 +13,8 @@
 ``LLMLAB_ROUTELLM_DIR``        RouteLLM's recorded results (default ``../shared/data/routellm``)
 ``LLMLAB_REPORTS_DIR``         where the demo writes its reports (default ``reports/``)
 ``LLMLAB_PROGRESS_INTERVAL_S``  seconds between progress lines when stderr is not a terminal (default 10)
+``LLMLAB_ROUTING_POLICY``      the policy model file an exported routing plugin loads (default: the
+                               ``llmlab_route_policy.json`` beside its ``llmlab_route.py``)
 ``LITELLM_LOCAL_MODEL_COST_MAP``  set to ``True`` by llmlab unless the user set it (LiteLLM's bundled price map,
                                no network at import)
 =============================  ==============================================================================
@@ -35,6 +37,7 @@ __all__ = [
     "PROGRESS_INTERVAL_ENV",
     "REPORTS_DIR_ENV",
     "ROUTELLM_DIR_ENV",
+    "ROUTING_POLICY_ENV",
     "SANDBOX_API_BASE_ENV",
     "SANDBOX_API_KEY_ENV",
     "datasets_dir",
@@ -52,6 +55,7 @@ DATASETS_DIR_ENV = "LLMLAB_DATASETS_DIR"
 ROUTELLM_DIR_ENV = "LLMLAB_ROUTELLM_DIR"
 REPORTS_DIR_ENV = "LLMLAB_REPORTS_DIR"
 PROGRESS_INTERVAL_ENV = "LLMLAB_PROGRESS_INTERVAL_S"
+ROUTING_POLICY_ENV = "LLMLAB_ROUTING_POLICY"
 
 
 def default_store_path() -> Path:

@@ -63,6 +63,7 @@ __all__ = [
     "PAIRWISE_COLUMNS",
     "PASS_MARK",
     "PROMPT_COLUMNS",
+    "ROUTING_DECISION_COLUMNS",
     "RUN_COLUMNS",
     "SCORE_COLUMNS",
     "Store",
@@ -111,6 +112,8 @@ PASS_MARK = 0.5
 PAIRWISE_COLUMNS = ("run_id", "prompt_id", "category", "model_a", "model_b", "call_id_a", "call_id_b", "judge",
                     "judge_run_id", "verdict_ab", "verdict_ba", "judge_call_id_ab", "judge_call_id_ba", "winner",
                     "consistent", "source", "created_at_utc")
+ROUTING_DECISION_COLUMNS = ("run_id", "prompt_id", "model", "policy_kind", "score", "threshold", "decision", "router",
+                            "created_at_utc")
 RUN_COLUMNS = ("run_id", "name", "created_at_utc", "finished_at_utc", "status", "prompt_set", "models", "params",
                "tags", "llmlab_version", "litellm_version", "sandbox", "n_prompts", "n_calls_planned", "pid", "source",
                "host")
@@ -482,3 +485,19 @@ class Store:
         """The run's prompts (``PROMPT_COLUMNS``)."""
         run_id = self.resolve_run(ref)
         return self.sql("SELECT * FROM prompts WHERE run_id = ?", [run_id])
+
+    def add_routing_decisions(self, rows: Sequence[dict[str, Any]]) -> None:
+        """Append routing decisions (``ROUTING_DECISION_COLUMNS``; ``decision`` dicts JSON-encoded)."""
+        out = []
+        for r in rows:
+            row = {c: r.get(c) for c in ROUTING_DECISION_COLUMNS}
+            row["created_at_utc"] = row["created_at_utc"] or utc_now()
+            if row["decision"] is not None and not isinstance(row["decision"], str):
+                row["decision"] = json.dumps(row["decision"], default=str)
+            out.append(row)
+        self._append("routing_decisions", ROUTING_DECISION_COLUMNS, out)
+
+    def routing_decisions(self, ref: str | None = None) -> Any:
+        """The routing decisions of a routed run (``ROUTING_DECISION_COLUMNS``; empty for an unrouted run)."""
+        run_id = self.resolve_run(ref)
+        return self.sql("SELECT * FROM routing_decisions WHERE run_id = ? ORDER BY prompt_id", [run_id])

@@ -6,6 +6,10 @@
 - :mod:`llmlab.routing.results_import`: any table of per-call outcomes (DataFrame, CSV, Parquet) as a run.
 - :mod:`llmlab.routing.policies`: fitted policies: per-category table or a per-prompt router learned from the text;
   evaluation on held-out results; portable JSON model files (:mod:`llmlab.routing.textmodel` scores them).
+- :mod:`llmlab.routing.complexity`: complexity tiers (prompt features → tier → model) as a policy.
+- :mod:`llmlab.routing.confident`: the confidence-aware category table (paired comparisons).
+- :mod:`llmlab.routing.plugin` / :mod:`llmlab.routing.policy_export`: the LiteLLM routing plugin serving a policy,
+  and the export writing its config, model file and plugin module.
 - :mod:`llmlab.routing.metrics`: RouteLLM's PGR / APGR / CPT, RouterBench's AIQ and hull gain, bootstrap intervals.
 
 Importing this package loads NumPy only; pandas, scikit-learn and SciPy load when a function needs them.
@@ -13,6 +17,8 @@ Importing this package loads NumPy only; pandas, scikit-learn and SciPy load whe
 
 from __future__ import annotations
 
+from llmlab.routing.complexity import ComplexityPolicy
+from llmlab.routing.confident import confident_table
 from llmlab.routing.metrics import (
     aiq,
     apgr,
@@ -46,12 +52,14 @@ __all__ = [
     "DEFAULT_CATEGORY",
     "TABLE_COLUMNS",
     "CategoryPolicy",
+    "ComplexityPolicy",
     "Policy",
     "PromptPolicy",
     "aiq",
     "apgr",
     "backtest",
     "bootstrap_ci",
+    "confident_table",
     "cost_quality_curve",
     "cpt",
     "evaluate_policy",

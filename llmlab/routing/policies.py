@@ -35,7 +35,8 @@ import numpy as np
 from llmlab.errors import RoutingError
 from llmlab.routing.textmodel import SHAPE_SCALE
 
-__all__ = ["CategoryPolicy", "Policy", "PromptPolicy", "evaluate_policy", "fit_policy", "outcome_matrices"]
+__all__ = ["CategoryPolicy", "Policy", "PromptPolicy", "evaluate_policy", "fit_policy", "outcome_matrices",
+           "register_kind"]
 
 FORMAT = "llmlab.routing.policy/1"
 
@@ -98,6 +99,26 @@ class Policy:
 
         return self.models[int(self.choose(pd.DataFrame({"prompt": [prompt], "category": [category]}))[0])]
 
+    def decide(self, prompt: str, category: str | None = None) -> tuple[int, dict[str, Any]]:
+        """One routing decision without pandas: ``(index into models, details)``; ``details`` holds the policy's
+        ``score`` and ``threshold`` where it has them (JSON-safe floats). Subclasses override it for speed."""
+        import pandas as pd
+
+        i = int(self.choose(pd.DataFrame({"prompt": [prompt], "category": [category]}))[0])
+        return i, {}
+
+    def export(self, directory: str | os.PathLike[str], **kwargs: Any) -> Path:
+        """Write the LiteLLM config serving this policy (and, for prompt and complexity policies, the model file and
+        the plugin module) into ``directory``; returns the config's path
+        (:func:`llmlab.routing.policy_export.write_policy_config`)."""
+        from llmlab.routing.policy_export import write_policy_config
+
+        return write_policy_config(self, directory, **kwargs)
+
+    def portable(self) -> Policy:
+        """The policy as its JSON model file loads it (pure NumPy scorer): what a server runs."""
+        return Policy.from_dict(json.loads(json.dumps(self.to_dict())))
+
     def route_many(self, frame: Any, *, cache: Any = None) -> list[str]:
         """The model per row of ``frame`` (needs ``prompt``; ``category`` for category policies)."""
         return [self.models[i] for i in self.choose(frame, cache=cache)]
@@ -114,14 +135,35 @@ class Policy:
     @staticmethod
     def from_json(path: str | os.PathLike[str]) -> Policy:
         """Load a policy written by :meth:`to_json`. Raises RoutingError for an unknown format or kind."""
-        d = json.loads(Path(path).read_text(encoding="utf-8"))
-        if d.get("format") != FORMAT:
-            raise RoutingError(f"{path}: not an llmlab policy file (format {d.get('format')!r}, expected {FORMAT})")
-        if d["kind"] == "category":
-            return CategoryPolicy._from_dict(d)
-        if d["kind"] == "prompt":
-            return PromptPolicy._from_dict(d)
-        raise RoutingError(f"{path}: unknown policy kind {d['kind']!r}")
+        try:
+            d = json.loads(Path(path).read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise RoutingError(f"cannot read the policy file {path}: {exc.strerror or exc}") from exc
+        except json.JSONDecodeError as exc:
+            raise RoutingError(f"{path}, line {exc.lineno}, column {exc.colno}: not valid JSON ({exc.msg})") from exc
+        except UnicodeDecodeError as exc:
+            raise RoutingError(f"{path}: not UTF-8 text (byte {exc.start})") from exc
+        return Policy.from_dict(d, source=str(path))
+
+    @staticmethod
+    def from_dict(d: Any, *, source: str = "policy") -> Policy:
+        """A policy from its JSON dict (:meth:`to_dict`). Raises RoutingError naming ``source`` for an unknown format
+        or kind, or a missing / malformed field."""
+        if not isinstance(d, dict) or d.get("format") != FORMAT:
+            got = d.get("format") if isinstance(d, dict) else type(d).__name__
+            raise RoutingError(f"{source}: not an llmlab policy file (format {got!r}, expected {FORMAT})")
+        try:
+            if d["kind"] == "category":
+                return CategoryPolicy._from_dict(d)
+            if d["kind"] == "prompt":
+                return PromptPolicy._from_dict(d)
+            if d["kind"] in _KINDS:
+                return _KINDS[d["kind"]][0]._from_dict(d)
+        except RoutingError as exc:
+            raise RoutingError(f"{source}: {exc}") from exc
+        except (KeyError, TypeError, ValueError, IndexError) as exc:
+            raise RoutingError(f"{source}: malformed {d.get('kind')!r} policy ({type(exc).__name__}: {exc})") from exc
+        raise RoutingError(f"{source}: unknown policy kind {d.get('kind')!r}")
 
 
 class CategoryPolicy(Policy):
@@ -142,6 +184,10 @@ class CategoryPolicy(Policy):
     def scores(self, frame: Any, *, cache: Any = None) -> np.ndarray:
         cats = frame["category"] if "category" in frame.columns else [None] * len(frame)
         return np.array([self.gains.get(c, self.pooled_gain) for c in cats], dtype=float)
+
+    def decide(self, prompt: str, category: str | None = None) -> tuple[int, dict[str, Any]]:
+        model = self.mapping.get(category, self.default) if category is not None else self.default
+        return self.models.index(model), {"category": category, "score": self.gains.get(category, self.pooled_gain)}
 
     def to_dict(self) -> dict[str, Any]:
         return {"format": FORMAT, "kind": self.kind, "models": self.models, "mapping": self.mapping,
@@ -189,6 +235,24 @@ class PromptPolicy(Policy):
         return _cascade(self.pair_scores(frame, cache=cache), len(self.models), len(frame),
                         self.threshold if threshold is None else threshold)
 
+    def decide(self, prompt: str, category: str | None = None) -> tuple[int, dict[str, Any]]:
+        """``(index, {"score": the deciding comparison's score, "threshold", "scores": {"cheaper>dearer": s}})``
+        for one prompt (pure NumPy when loaded from JSON; a fitted policy scores with scikit-learn)."""
+        if self._pure is not None:
+            pure = self._pure_scores([str(prompt)])
+        else:
+            import pandas as pd
+
+            pure = self.pair_scores(pd.DataFrame({"prompt": [str(prompt)]}))
+        s = {ij: float(v[0]) for ij, v in pure.items()}
+        cur, seen, last = 0, {}, None
+        for j in range(1, len(self.models)):
+            seen[f"{self.models[cur]}>{self.models[j]}"] = round(s[(cur, j)], 6)
+            last = s[(cur, j)]
+            if s[(cur, j)] > self.threshold:
+                cur = j
+        return cur, {"score": None if last is None else round(last, 6), "threshold": self.threshold, "scores": seen}
+
     # -- portable model file ----------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         if self._pure is not None:
@@ -217,8 +281,21 @@ class PromptPolicy(Policy):
         pol._pure = {"dict": d, "blocks": f["blocks"], "idf": [np.asarray(i) for i in f["idf"]],
                      "shape_mean": f["shape_mean"], "shape_std": f["shape_std"],
                      "columns": [{int(h): k for k, h in enumerate(c)} for c in f["columns"]],
+                     "memo": [{} for _ in f["columns"]],
                      "pairs": {(p["cheaper"], p["dearer"]): (np.asarray(p["classes"]), np.asarray(p["coef"]),
                                                               np.asarray(p["intercept"])) for p in d["pairs"]}}
+        width = sum(len(c) for c in f["columns"]) + 4
+        if len(f["idf"]) != len(f["columns"]) or any(len(i) != len(c) for i, c in zip(f["idf"], f["columns"], strict=True)):
+            raise RoutingError("features: idf and columns differ in length")
+        k = len(pol.models)
+        need = {(i, j) for j in range(1, k) for i in range(j)}
+        if set(pol._pure["pairs"]) != need:
+            raise RoutingError(f"pairs {sorted(pol._pure['pairs'])} do not cover the {k} models (need {sorted(need)})")
+        for (i, j), (classes, coef, intercept) in pol._pure["pairs"].items():
+            rows = 1 if len(classes) == 2 else len(classes)
+            if coef.ndim != 2 or coef.shape != (rows, width) or intercept.shape != (rows,) or not np.isfinite(coef).all():
+                raise RoutingError(f"pair ({i}, {j}): coefficients of shape {coef.shape}, expected ({rows}, {width}) "
+                                   "finite numbers")
         return pol
 
     def _pure_scores(self, texts: Sequence[str]) -> dict[tuple[int, int], np.ndarray]:
@@ -229,7 +306,7 @@ class PromptPolicy(Policy):
         out: dict[tuple[int, int], list[float]] = {ij: [] for ij in pure["pairs"]}
         for t in texts:
             pos, val = pure_features(t, pure["blocks"], pure["columns"], pure["idf"], pure["shape_mean"],
-                                     pure["shape_std"])
+                                     pure["shape_std"], memo=pure["memo"])
             for ij, (classes, coef, intercept) in pure["pairs"].items():
                 z = coef[:, pos] @ val + intercept
                 if len(classes) == 2:
@@ -240,6 +317,16 @@ class PromptPolicy(Policy):
                     proba = (e / e.sum())[None, :]
                 out[ij].append(float(_signed(classes, proba)[0]))
         return {ij: np.asarray(v) for ij, v in out.items()}
+
+
+#: further policy kinds: kind -> (class with ``_from_dict``, fitter ``(outcome matrices, budget=, min_quality=,
+#: **kwargs) -> Policy``); :mod:`llmlab.routing.complexity` registers ``"complexity"`` (imported by the package).
+_KINDS: dict[str, tuple[Any, Any]] = {}
+
+
+def register_kind(kind: str, cls: Any, fitter: Any) -> None:
+    """Make ``fit_policy(kind=...)`` and :meth:`Policy.from_json` know another policy kind."""
+    _KINDS[kind] = (cls, fitter)
 
 
 def _signed(classes: Any, proba: np.ndarray) -> np.ndarray:
@@ -313,7 +400,9 @@ def fit_policy(results: Any, kind: str = "category", target_cost_per_1k_usd: flo
 
     Args:
         results: results frame (one row per call; see the module docstring for the columns).
-        kind: ``"category"`` (table per category label) or ``"prompt"`` (learned from the prompt text only).
+        kind: ``"category"`` (table per category label), ``"prompt"`` (learned from the prompt text only) or
+            ``"complexity"`` (tiers of prompt features, :mod:`llmlab.routing.complexity`; ``tolerance``,
+            ``n_tiers``, ``ridge`` via ``table_kwargs``).
         target_cost_per_1k_usd: budget, USD per 1,000 prompts; the best-quality operating point within it.
         min_quality: quality floor (0..1); the cheapest operating point reaching it (within the budget if given).
         seed: seed for the cross-fitting folds and the solver.
@@ -321,7 +410,8 @@ def fit_policy(results: Any, kind: str = "category", target_cost_per_1k_usd: flo
         C: inverse L2 strength of the logistic regressions. folds: cross-fitting folds for the threshold.
         min_df: a hashed n-gram must occur in this many training prompts to be kept.
         cache: a :class:`~llmlab.routing.textmodel.CountCache` holding the prompts' hashed counts (speed only).
-        table_kwargs: passed to :func:`routing_table` for ``kind="category"`` (``min_n``, ``tolerance`` ...).
+        table_kwargs: passed to :func:`routing_table` for ``kind="category"`` (``min_n``, ``tolerance`` ...); with
+            ``alpha`` (e.g. 0.05) to :func:`llmlab.routing.confident.confident_table` instead (paired comparisons).
 
     Returns a :class:`CategoryPolicy` or :class:`PromptPolicy`. Raises RoutingError for an unknown kind, fewer than
     two models, missing columns, or training prompts on which no pair of models ever differs.
@@ -331,8 +421,10 @@ def fit_policy(results: Any, kind: str = "category", target_cost_per_1k_usd: flo
         raise RoutingError("routing needs at least two models with results")
     if kind == "category":
         return _fit_category(results, om, target_cost_per_1k_usd, min_quality, table_kwargs)
+    if kind in _KINDS:
+        return _KINDS[kind][1](om, budget=target_cost_per_1k_usd, min_quality=min_quality, **table_kwargs)
     if kind != "prompt":
-        raise RoutingError(f"unknown policy kind {kind!r}: use 'category' or 'prompt'")
+        raise RoutingError(f"unknown policy kind {kind!r}: use 'category', 'prompt' or {', '.join(map(repr, _KINDS))}")
     from llmlab.routing.textmodel import TextFeatures, raw_counts
 
     texts = [str(t) for t in om["prompts"]["prompt"]]
@@ -365,11 +457,14 @@ def _fit_category(results: Any, om: dict[str, Any], budget: float | None, min_qu
     defaults = {"category": DEFAULT_CATEGORY, "sample_index": 0, "status": "ok", "latency_ms": math.nan}
     res = res.assign(**{k: v for k, v in defaults.items() if k not in res.columns})
     kw = {"min_n": 1, **table_kwargs}
+    make = routing_table
+    if "alpha" in kw:  # confidence-aware: cheaper models only where a paired comparison backs them
+        from llmlab.routing.confident import confident_table as make
     if budget is None and min_quality is None:
-        tables = [routing_table(res, **kw)]
+        tables = [make(res, **kw)]
     else:
         kw.pop("tolerance", None)
-        tables = [routing_table(res, tolerance=t, **kw) for t in (0.0, 0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1,
+        tables = [make(res, tolerance=t, **kw) for t in (0.0, 0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1,
                                                                   0.15, 0.2, 0.3, 0.5, 1.0)]
     prompts = om["prompts"]
     cands = []

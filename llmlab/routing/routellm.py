@@ -33,6 +33,7 @@ __all__ = [
     "WEAK",
     "data_dir",
     "import_routellm",
+    "load_benchmarks",
     "load_gsm8k",
     "load_mmlu",
     "load_mt_bench",
@@ -142,6 +143,63 @@ def load_mt_bench(path: str | os.PathLike[str] | None = None) -> Any:
                      "prompt": prompt, "model": _MT_MODELS[j.model], "score": float(j.score), "response": response,
                      "judgment": j.judgment})
     return pd.DataFrame(rows).drop_duplicates(["prompt_id", "model"], keep="first")
+
+
+def _contaminated(folder: Path, bench: str) -> set[str]:
+    import pandas as pd
+
+    f = folder / "contaminated" / f"contaminated_{bench}.jsonl"
+    if not f.exists():
+        raise PromptSetError(f"RouteLLM contaminated-prompt list not found: {f}")
+    return set(pd.read_json(f, lines=True)["eval_prompt"])
+
+
+def _price(frame: Any) -> Any:
+    from llmlab.models import resolve
+
+    spec = {m: resolve(m, check_keys=False) for m in frame["model"].unique()}
+    tok = (frame["prompt"].str.len() // 4 + 1).astype(int)
+    frame["cost_usd"] = [spec[m].cost_usd(int(t), 1) for m, t in zip(frame["model"], tok, strict=True)]
+    return frame
+
+
+def load_benchmarks(path: str | os.PathLike[str] | None = None,
+                    benchmarks: Iterable[str] = ("mmlu", "gsm8k", "mt_bench")) -> dict[str, Any]:
+    """RouteLLM's protocol (``routellm/evals/benchmarks.py``): results frames per benchmark, one row per (routing
+    unit, model), columns ``prompt_id, prompt, category, model, quality (0..1), cost_usd``.
+
+    The contaminated prompts (``contaminated/*.jsonl``, ``eval_prompt``) are dropped; an MT-Bench question (both
+    turns) is one unit, routed on its first turn's text, its quality the mean judge score over its turns / 10.
+    ``cost_usd``: LiteLLM prices times ``len(prompt) / 4`` input tokens and 1 output token (enough to order the
+    models; APGR and CPT use shares of calls). Raises PromptSetError for a missing file.
+    """
+    import pandas as pd
+
+    folder = data_dir(path)
+    out: dict[str, Any] = {}
+    for bench in benchmarks:
+        if bench in ("mmlu", "gsm8k"):
+            df = (load_mmlu if bench == "mmlu" else load_gsm8k)(folder)
+            df = df[~df["prompt"].isin(_contaminated(folder, bench))]
+            out[bench] = _price(df.assign(quality=df["correct"].astype(float))[
+                ["prompt_id", "prompt", "category", "model", "quality"]].reset_index(drop=True))
+        elif bench == "mt_bench":
+            q = pd.read_json(folder / "mt_bench" / "question.jsonl", lines=True)
+            bad = _contaminated(folder, "mt_bench")
+            keep = q[~q["turns"].map(lambda t: t[0] in bad or t[1] in bad)]
+            j = pd.read_json(folder / "mt_bench" / "judgements.jsonl", lines=True)
+            j = j[j["question_id"].isin(keep["question_id"])]
+            sc = j.groupby(["question_id", "model"], as_index=False)["score"].mean()  # mean over the two turns
+            sc["model"] = sc["model"].map(_MT_MODELS)
+            meta = keep.set_index("question_id")
+            out[bench] = _price(pd.DataFrame({
+                "prompt_id": "mt" + sc["question_id"].astype(str),
+                "prompt": sc["question_id"].map(meta["turns"].map(lambda t: t[0])),
+                "category": sc["question_id"].map(meta["category"]), "model": sc["model"],
+                "quality": sc["score"] / 10}))
+        else:
+            raise PromptSetError(f"unknown RouteLLM benchmark {bench!r}: use mmlu, gsm8k or mt_bench")
+    return out
 
 
 def _record(frame: Any, benchmark: str, store: Any, quality_kind: str) -> str:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import math
 import re
-from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
@@ -33,6 +32,7 @@ _TOKEN = re.compile(r"(?u)\b\w\w+\b")  # scikit-learn's default token_pattern
 _WHITE = re.compile(r"\s\s+")
 _NUMBER = re.compile(r"\d+(?:\.\d+)?")
 _SENTENCE = re.compile(r"[.?!]\s")
+_MEMO_MAX = 500_000  # entries per block of a pure scorer's n-gram memo
 SHAPE_SCALE = 0.5  # weight of the standardised shape block next to the unit-norm n-gram blocks
 
 
@@ -192,29 +192,39 @@ def analyze(text: str, analyzer: str, ngram_range: Sequence[int]) -> list[str]:
     if analyzer == "char_wb":
         for w in _WHITE.sub(" ", text).split():
             w = f" {w} "
+            lw = len(w)
             for n in range(lo, hi + 1):
-                offset = 0
-                out.append(w[offset:offset + n])
-                while offset + n < len(w):
-                    offset += 1
-                    out.append(w[offset:offset + n])
-                if offset == 0:
+                if lw <= n:  # the padded word itself, and no longer n-grams
+                    out.append(w)
                     break
+                out.extend([w[i:i + n] for i in range(lw - n + 1)])
         return out
     raise ValueError(f"unknown analyzer {analyzer!r}")
 
 
 def pure_features(text: str, blocks: Sequence[dict[str, Any]], columns: Sequence[dict[int, int]],
                   idf: Sequence[Sequence[float]], shape_mean: Sequence[float], shape_std: Sequence[float],
-                  sublinear_tf: bool = True) -> tuple[np.ndarray, np.ndarray]:
+                  sublinear_tf: bool = True, memo: Sequence[dict[str, int]] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """One prompt's feature vector without scikit-learn: ``(positions, values)`` in the concatenated kept-column
-    space (then the 4 shape features). ``columns[b]`` maps a hashed index to its position within block ``b``."""
+    space (then the 4 shape features). ``columns[b]`` maps a hashed index to its position within block ``b``.
+    ``memo``: one dict per block, kept by the caller across calls (n-gram -> kept position or -1; speed only,
+    cleared when it exceeds 500,000 entries)."""
     pos_all, val_all, offset = [], [], 0
-    for b, cols, w in zip(blocks, columns, idf, strict=True):
-        counts = Counter(abs(murmurhash3_32(g.encode("utf-8"))) % int(b["n_features"])
-                         for g in analyze(text, b["analyzer"], b["ngram_range"]))
-        pos = np.array([cols[h] for h in counts if h in cols], dtype=np.int64)
-        val = np.array([counts[h] for h in counts if h in cols], dtype=float)
+    memos = memo if memo is not None else [{} for _ in blocks]
+    for b, cols, w, seen in zip(blocks, columns, idf, memos, strict=True):
+        nf = int(b["n_features"])
+        if len(seen) > _MEMO_MAX:  # bounded: a server sees an open-ended stream of n-grams
+            seen.clear()
+        counts: dict[int, int] = {}
+        get, cget = seen.get, counts.get
+        for g in analyze(text, b["analyzer"], b["ngram_range"]):
+            k = get(g)
+            if k is None:
+                k = seen[g] = cols.get(abs(murmurhash3_32(g.encode("utf-8"))) % nf, -1)
+            if k >= 0:
+                counts[k] = cget(k, 0) + 1
+        pos = np.fromiter(counts.keys(), dtype=np.int64, count=len(counts))
+        val = np.fromiter(counts.values(), dtype=float, count=len(counts))
         if len(pos):
             val = (1.0 + np.log(val)) if sublinear_tf else val
             val = val * np.asarray(w, dtype=float)[pos]

@@ -296,7 +296,8 @@ def run(prompts: Any, models: Iterable[str] | str | None = None, *, name: str | 
         store: Store | None = None, progress: bool = True,
         on_result: Callable[[dict[str, Any]], Any] | None = None,
         on_delta: Callable[[str, str], Any] | None = None,
-        on_tick: Callable[[RunStats, dict[str, str]], Any] | None = None, **options: Any) -> RunResult:
+        on_tick: Callable[[RunStats, dict[str, str]], Any] | None = None, router: Any = None,
+        **options: Any) -> RunResult:
     """Fan ``prompts`` out over ``models`` and record every call; blocks until done (works inside Jupyter).
 
     Args:
@@ -313,6 +314,9 @@ def run(prompts: Any, models: Iterable[str] | str | None = None, *, name: str | 
             streamed answer (the pieces of a call that then fails are not an answer: wait for on_result).
             on_tick(stats, partial_texts): called on the calling thread about every 0.1 s (``partial_texts``:
             call_id → text so far, filled only when ``on_delta`` is given).
+        router: route instead of fanning out: each prompt goes only to the model this policy chooses (a Policy,
+            a PolicyPlugin, an exported config or its directory, a policy file); the decisions are recorded
+            (``store.routing_decisions(run_id)``). See :mod:`llmlab.runner.replay`. Raises RoutingError.
         **options: :class:`RunOptions` fields (temperature, max_tokens, samples, system, concurrency,
             per_model_concurrency, timeout_s, max_attempts, max_retry_wait_s, rate_limits, fallbacks, budget_usd,
             cache, stream, extra_params).
@@ -323,24 +327,44 @@ def run(prompts: Any, models: Iterable[str] | str | None = None, *, name: str | 
 
     Raises PromptSetError, ModelError, MissingKeyError, BudgetError, OptionsError (a bad or unknown option).
     """
-    the_plan = prepare(prompts, models, store=store, template=template, category_column=category_column, **options)
+    run_id = None
+    if router is not None:
+        from llmlab.runner.replay import prepare_routed
+
+        the_plan, decisions = prepare_routed(router, prompts, models, store=store, template=template,
+                                             category_column=category_column, **options)
+        run_id = new_id("r")
+        the_plan.store.add_routing_decisions([{**d, "run_id": run_id} for d in decisions])
+    else:
+        the_plan = prepare(prompts, models, store=store, template=template, category_column=category_column,
+                           **options)
     return execute(the_plan, name=name, tags=tags, progress=progress, on_result=on_result, on_delta=on_delta,
-                   on_tick=on_tick)
+                   on_tick=on_tick, run_id=run_id)
 
 
 async def arun(prompts: Any, models: Iterable[str] | str | None = None, *, name: str | None = None,
                tags: Sequence[str] = (), template: str | None = None, category_column: str | None = None,
                store: Store | None = None, progress: bool = False,
                on_result: Callable[[dict[str, Any]], Any] | None = None,
-               on_delta: Callable[[str, str], Any] | None = None, **options: Any) -> RunResult:
+               on_delta: Callable[[str, str], Any] | None = None, router: Any = None,
+               **options: Any) -> RunResult:
     """The async form of :func:`run` (``await llmlab.arun(...)`` in a notebook cell or an async program).
 
     The work runs on llmlab's background loop; cancelling the awaiting task cancels it (completed calls stay).
     Same arguments, result and errors as :func:`run`.
     """
-    the_plan = await asyncio.to_thread(prepare, prompts, models, store=store, template=template,
-                                       category_column=category_column, **options)
-    handle = RunHandle(the_plan, name=name, tags=tags, on_result=on_result, on_delta=on_delta)
+    run_id = None
+    if router is not None:
+        from llmlab.runner.replay import prepare_routed
+
+        the_plan, decisions = await asyncio.to_thread(prepare_routed, router, prompts, models, store=store,
+                                                      template=template, category_column=category_column, **options)
+        run_id = new_id("r")
+        await asyncio.to_thread(the_plan.store.add_routing_decisions, [{**d, "run_id": run_id} for d in decisions])
+    else:
+        the_plan = await asyncio.to_thread(prepare, prompts, models, store=store, template=template,
+                                           category_column=category_column, **options)
+    handle = RunHandle(the_plan, name=name, tags=tags, on_result=on_result, on_delta=on_delta, run_id=run_id)
     prog = _progress(progress, the_plan)
 
     def tick() -> None:
