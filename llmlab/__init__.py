@@ -46,6 +46,8 @@ _LAZY = {
     "RunResult": ("llmlab.runner", "RunResult"),
     "RunOptions": ("llmlab.runner", "RunOptions"),
     "Store": ("llmlab.store", "Store"),
+    "export_run": ("llmlab.transfer", "export_run"),
+    "import_run": ("llmlab.transfer", "import_run"),
     "load_prompts": ("llmlab.prompts", "load_prompts"),
     "PromptSet": ("llmlab.prompts", "PromptSet"),
     "summarize": ("llmlab.analysis", "summarize"),

@@ -1,4 +1,5 @@
-"""The command line, for scripts and CI: ``llmlab run | runs | report | route | sandbox | sql | models | import-routellm``.
+"""The command line, for scripts and CI: ``llmlab run | runs | report | route | sandbox | sql | export | import |
+batches | models | import-routellm``.
 
 Bad input exits with status 2 and one line on stderr (``llmlab: error: ...``), no traceback.
 """
@@ -93,7 +94,16 @@ def _parser() -> argparse.ArgumentParser:
 
     q = sub.add_parser("sql", help="run SQL against the store and print the result")
     _add_output_flags(q)
+    q.add_argument("--attach", action="append", default=[], metavar="ALIAS=PATH",
+                   help="also query another store file or a folder of exported runs as ALIAS (read-only)")
     q.add_argument("query")
+
+    ex = sub.add_parser("export", help="write a run as Parquet files (calls, prompts, scores, metadata)")
+    ex.add_argument("run", nargs="?", default="last")
+    ex.add_argument("--parquet", required=True, metavar="DIR", help="the parent folder: the run goes to DIR/<run_id>/")
+
+    imp = sub.add_parser("import", help="read exported runs (a run's folder, or a folder of them) into the store")
+    imp.add_argument("path")
 
     sub.add_parser("models", help="known models, aliases and which provider keys are set (names only)")
 
@@ -238,7 +248,25 @@ def main(argv: Sequence[str] | None = None) -> int:
             _print_frame(summary, args, empty=f"run {run_id} has no calls")
             return 0
         if args.command == "sql":
+            for spec in args.attach:
+                alias, sep, path = spec.partition("=")
+                if not sep:
+                    raise LLMLabError(f"--attach {spec!r}: use ALIAS=PATH")
+                store.attach(path, alias.strip())
             _print_frame(store.sql(args.query), args)
+            return 0
+        if args.command == "export":
+            from llmlab.transfer import export_run
+
+            print(f"exported: {export_run(args.run, args.parquet, store=store)}")
+            return 0
+        if args.command == "import":
+            from llmlab.transfer import import_run
+
+            for r in import_run(args.path, store=store):
+                what = (f"{r['calls_added']} calls, {r['prompts_added']} prompts, {r['scores_added']} scores added"
+                        if r["run_added"] or r["calls_added"] or r["scores_added"] else "already in the store")
+                print(f"{r['run_id']}: {what}" + ("" if r["verified"] else " (calls differ from the export)"))
             return 0
         if args.command == "report":
             from llmlab.views.report import report_run
