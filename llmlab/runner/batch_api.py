@@ -231,7 +231,10 @@ def _ts(value: Any) -> datetime | None:
 async def retrieve(spec: ModelSpec, batch_id: str) -> dict[str, Any]:
     """The batch's state: ``status`` (OpenAI's vocabulary), ``ended_at_utc``, ``output_file_id``,
     ``error_file_id``, ``errors``."""
-    b = await litellm().aretrieve_batch(batch_id=batch_id, custom_llm_provider=spec.provider, **_creds(spec))
+    # batch_ignore_default_logging: LiteLLM's success logging would otherwise download and price the whole output
+    # file again on every check of an ended batch (the flag LiteLLM's own proxy sets for its polling)
+    b = await litellm().aretrieve_batch(batch_id=batch_id, custom_llm_provider=spec.provider,
+                                        litellm_metadata={"batch_ignore_default_logging": True}, **_creds(spec))
     ended = (getattr(b, "completed_at", None) or getattr(b, "expired_at", None) or getattr(b, "cancelled_at", None)
              or getattr(b, "failed_at", None))
     errors = getattr(b, "errors", None)
