@@ -71,6 +71,7 @@ __all__ = [
     "cancel",
     "collect",
     "request_line",
+    "stored_stats",
     "split",
 ]
 
@@ -288,6 +289,22 @@ async def _step(store: Store, collector: _Collector, part: dict[str, Any],
     return True
 
 
+def stored_stats(store: Store, run_id: str) -> RunStats:
+    """A run's :class:`RunStats` from its stored rows (``planned`` from the run's ``n_calls_planned``)."""
+    planned = store.sql("SELECT n_calls_planned FROM runs WHERE run_id = ?", [run_id])["n_calls_planned"]
+    stats = RunStats(planned=int(planned[0]) if len(planned) and planned[0] == planned[0] else 0)
+    done = store.sql("SELECT status, cached, count(*) AS n, sum(cost_usd) FILTER (WHERE NOT cached) AS cost "
+                     "FROM call_records WHERE run_id = ? GROUP BY ALL", [run_id])
+    for r in done.to_dict("records"):
+        n = int(r["n"])
+        stats.done += n
+        stats.ok += n if r["status"] == "ok" else 0
+        stats.error += n if r["status"] != "ok" else 0
+        stats.cached += n if r["cached"] else 0
+        stats.cost_usd += float(r["cost"]) if r["cost"] == r["cost"] and r["cost"] is not None else 0.0
+    return stats
+
+
 async def collect(store: Store, run_id: str, *, wait: bool = True, poll_s: float | None = None,
                   stats: RunStats | None = None, on_result: Callable[[dict[str, Any]], Any] | None = None,
                   lines_for: Callable[[str], list[dict] | None] | None = None) -> RunStats:
@@ -303,16 +320,10 @@ async def collect(store: Store, run_id: str, *, wait: bool = True, poll_s: float
     if poll_s is None:
         poll_s = float((run.get("params") or {}).get("batch_poll_s") or 30.0)
     if stats is None:
-        stats = RunStats(planned=int(run.get("n_calls_planned") or 0))
-        done = await asyncio.to_thread(store.sql, "SELECT status, cached, count(*) AS n FROM call_records "
-                                       "WHERE run_id = ? GROUP BY ALL", [run_id])
-        for r in done.to_dict("records"):
-            stats.done += int(r["n"])
-            stats.ok += int(r["n"]) if r["status"] == "ok" else 0
-            stats.error += int(r["n"]) if r["status"] != "ok" else 0
-            stats.cached += int(r["n"]) if r["cached"] else 0
+        stats = await asyncio.to_thread(stored_stats, store, run_id)
     collector = await asyncio.to_thread(_Collector, store, run_id, stats, on_result)
     lines_for = lines_for or (lambda _part_id: None)
+    delay_s = min(1.0, poll_s)  # small batches end within seconds: check soon, then every poll_s
     while True:
         parts = (await asyncio.to_thread(store.sql, "SELECT * FROM batches WHERE run_id = ? AND state IN "
                                          "('submitting', 'submitted') ORDER BY part_id", [run_id])).to_dict("records")
@@ -325,7 +336,8 @@ async def collect(store: Store, run_id: str, *, wait: bool = True, poll_s: float
             return stats
         if not wait:
             return stats
-        await asyncio.sleep(poll_s)
+        await asyncio.sleep(delay_s)
+        delay_s = min(poll_s, delay_s * 2)
 
 
 async def cancel(store: Store, run: str | None = None) -> list[str]:

@@ -37,14 +37,9 @@ def resume(run: Any = None, *, store: Store | None = None, wait: bool = True, po
     store = store or getattr(run, "store", None) or Store()
     run_id = store.resolve_run(getattr(run, "run_id", run))
     prog = _Progress(progress)
-    holder: dict[str, Any] = {}
-
-    async def go() -> Any:
-        stats = await _batch.collect(store, run_id, wait=wait, poll_s=poll_s, on_result=on_result)
-        holder["stats"] = stats
-        return stats
-
-    stats = _loop.run_sync(go(), on_tick=lambda: prog.update(holder["stats"]) if "stats" in holder else None)
+    stats = _batch.stored_stats(store, run_id)
+    _loop.run_sync(_batch.collect(store, run_id, wait=wait, poll_s=poll_s, stats=stats, on_result=on_result),
+                   on_tick=lambda: prog.update(stats))
     prog.update(stats, final=True)
     return RunResult(run_id, store, stats)
 
