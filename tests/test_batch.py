@@ -193,11 +193,15 @@ def test_a_cancelled_batch_keeps_what_completed_and_an_expired_one_too(batches, 
     assert set(llmlab.batches(res2, store=store)["provider_status"]) <= {"expired", "completed"}
 
 
-def test_a_model_without_a_batch_api_is_refused_before_anything_is_recorded(monkeypatch):
+def test_what_batch_mode_cannot_send_is_refused_before_anything_is_recorded(monkeypatch, sandbox):
     monkeypatch.setenv("GROQ_API_KEY", "gsk-not-used")
     store = Store()
     with pytest.raises(OptionsError, match="groq"):
         llmlab.run(["hi"], ["groq/llama-3.1-8b-instant"], mode="batch", store=store, progress=False)
+    tool = {"type": "function", "function": {"name": "lookup", "description": "Look a word up.",
+                                             "parameters": {"type": "object", "properties": {}}}}
+    with pytest.raises(OptionsError, match="tools"):
+        llmlab.run(["hi"], ["sandbox/frontier"], mode="batch", tools=[tool], store=store, progress=False)
     assert len(store.runs()) == 0
 
 

@@ -36,7 +36,7 @@ import asyncio
 import json
 import logging
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -174,11 +174,14 @@ class _Collector:
         s = self.stats
         for row in rows:
             s.done += 1
+            model = row["model"]
+            s.done_by_model[model] = s.done_by_model.get(model, 0) + 1
             if row["status"] == "ok":
                 s.ok += 1
             else:
                 s.error += 1
                 s.errors_by_type[row["error_type"] or "error"] = s.errors_by_type.get(row["error_type"] or "error", 0) + 1
+                s.errors_by_model[model] = s.errors_by_model.get(model, 0) + 1
             if row["cached"]:
                 s.cached += 1
             elif row["cost_usd"]:
@@ -222,11 +225,16 @@ def _lines_from_store(store: Store, run_id: str, part_id: str, spec: ModelSpec) 
     """A recorded-but-unsent batch's request lines, rebuilt from the stored prompts and run options."""
     params = store.run(run_id).get("params") or {}
     opts = RunOptions(**{k: v for k, v in params.items() if k in RunOptions.model_fields})
-    frame = store.sql("""SELECT b.call_id, p.prompt, p.system FROM batch_requests b
+    frame = store.sql("""SELECT b.call_id, p.* FROM batch_requests b
                          JOIN prompts p ON p.run_id = b.run_id AND p.prompt_id = b.prompt_id
                          WHERE b.part_id = ? ORDER BY b.call_id""", [part_id])
-    return [request_line(spec, r["call_id"], build_messages(r["prompt"], r["system"] or None), opts.request_params())
-            for r in frame.to_dict("records")]
+    lines = []
+    for r in frame.to_dict("records"):
+        stored = r.get("messages")  # a conversation (JSON), where the store has the column
+        messages = json.loads(stored) if isinstance(stored, str) and stored else None
+        msgs = messages if messages else build_messages(r["prompt"], r["system"] or None)
+        lines.append(request_line(spec, r["call_id"], msgs, opts.request_params()))
+    return lines
 
 
 async def _step(store: Store, collector: _Collector, part: dict[str, Any],
@@ -293,11 +301,14 @@ def stored_stats(store: Store, run_id: str) -> RunStats:
     """A run's :class:`RunStats` from its stored rows (``planned`` from the run's ``n_calls_planned``)."""
     planned = store.sql("SELECT n_calls_planned FROM runs WHERE run_id = ?", [run_id])["n_calls_planned"]
     stats = RunStats(planned=int(planned[0]) if len(planned) and planned[0] == planned[0] else 0)
-    done = store.sql("SELECT status, cached, count(*) AS n, sum(cost_usd) FILTER (WHERE NOT cached) AS cost "
+    done = store.sql("SELECT model, status, cached, count(*) AS n, sum(cost_usd) FILTER (WHERE NOT cached) AS cost "
                      "FROM call_records WHERE run_id = ? GROUP BY ALL", [run_id])
     for r in done.to_dict("records"):
         n = int(r["n"])
         stats.done += n
+        stats.done_by_model[r["model"]] = stats.done_by_model.get(r["model"], 0) + n
+        if r["status"] != "ok":
+            stats.errors_by_model[r["model"]] = stats.errors_by_model.get(r["model"], 0) + n
         stats.ok += n if r["status"] == "ok" else 0
         stats.error += n if r["status"] != "ok" else 0
         stats.cached += n if r["cached"] else 0
@@ -359,11 +370,22 @@ async def cancel(store: Store, run: str | None = None) -> list[str]:
 
 
 # -- a run in batch mode -----------------------------------------------------------------------------------
-def _check_batchable(specs: Iterable[ModelSpec]) -> None:
-    bad = [f"{s.name} (provider {s.provider})" for s in specs if s.provider not in PROVIDER_LIMITS]
+def _check_batchable(the_plan: Plan) -> None:
+    """Refuse, before anything is recorded, what batch mode does not send: a model whose provider has no batch
+    API, and calls with tools, a response format, multi-step tool use or non-text message content (images)."""
+    bad = [f"{s.name} (provider {s.provider})" for s in the_plan.specs if s.provider not in PROVIDER_LIMITS]
     if bad:
         raise OptionsError(f"mode='batch' needs models whose provider has a batch API ({', '.join(PROVIDER_LIMITS)}); "
                            f"not: {', '.join(bad)} (run them with mode='live')")
+    if getattr(the_plan.options, "tool_steps", 0):
+        raise OptionsError("mode='batch' does not run multi-step tool use (tool_steps): use mode='live'")
+    for c in the_plan.calls:
+        extra = sorted(k for k, v in (getattr(c, "call_params", None) or {}).items() if v)
+        if extra or any(not isinstance(m.get("content"), str) or m.get("role") not in ("system", "user", "assistant")
+                        for m in c.messages):
+            what = ", ".join(extra) if extra else "non-text message content or tool turns"
+            raise OptionsError(f"mode='batch' sends plain-text conversations only; prompt {c.prompt.prompt_id} "
+                               f"uses {what}: run it with mode='live'")
 
 
 class BatchRun:
@@ -372,7 +394,7 @@ class BatchRun:
 
     def __init__(self, the_plan: Plan, run_id: str, store: Store,
                  on_result: Callable[[dict[str, Any]], Any] | None = None) -> None:
-        _check_batchable(the_plan.specs)
+        _check_batchable(the_plan)
         self.plan, self.run_id, self.store, self.on_result = the_plan, run_id, store, on_result
         self.stats = RunStats(planned=the_plan.n_calls)
         self.partial: dict[str, str] = {}

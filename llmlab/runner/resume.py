@@ -9,7 +9,8 @@ from typing import Any
 
 from llmlab import _loop
 from llmlab.runner import batch as _batch
-from llmlab.runner.handle import RunResult, _Progress
+from llmlab.runner.handle import RunResult
+from llmlab.runner.progress import Progress
 from llmlab.store import Store
 
 __all__ = [
@@ -36,8 +37,11 @@ def resume(run: Any = None, *, store: Store | None = None, wait: bool = True, po
     """
     store = store or getattr(run, "store", None) or Store()
     run_id = store.resolve_run(getattr(run, "run_id", run))
-    prog = _Progress(progress)
     stats = _batch.stored_stats(store, run_id)
+    planned = store.sql("SELECT model, count(*) AS n FROM batch_requests WHERE run_id = ? GROUP BY model "
+                        "UNION ALL SELECT model, count(*) FROM call_records WHERE run_id = ? AND cached GROUP BY model",
+                        [run_id, run_id]).groupby("model")["n"].sum()
+    prog = Progress(progress, models=list(planned.index), planned_by_model={m: int(n) for m, n in planned.items()})
     _loop.run_sync(_batch.collect(store, run_id, wait=wait, poll_s=poll_s, stats=stats, on_result=on_result),
                    on_tick=lambda: prog.update(stats))
     prog.update(stats, final=True)
