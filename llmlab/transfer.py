@@ -10,8 +10,9 @@ A team shares results without shipping a locked DuckDB file around: each run is 
   and a checksum of the calls (``calls_md5``: MD5 over the rows' ``call_id, status, response, cost_usd,
   input_tokens, output_tokens`` in ``call_id`` order).
 
-The folder is written beside its final place and renamed into it, so a reader of shared storage never sees half
-a run; exporting the same run again replaces its folder (new scores and ratings included). Put the folders on
+The folder is written beside its final place (its files named ``*.part`` until complete) and renamed into it, so
+a reader of shared storage never reads half a file; exporting the same run again replaces its folder (new scores
+and ratings included). Put the folders on
 shared storage and :meth:`llmlab.Store.attach` the parent folder to compare every run in it in one SQL query, or
 import them.
 
@@ -94,7 +95,8 @@ def export_run(run: Any = None, directory: str | os.PathLike[str] = ".", *, stor
                 order = {"runs": "run_id", "prompts": "prompt_id", "call_records": "call_id",
                          "scores": "call_id, created_at_utc"}[table]
                 query = f"SELECT * FROM {table} WHERE run_id = {rid} ORDER BY {order}"
-                con.execute(f"COPY ({query}) TO {quote_literal(staging / (stem + '.parquet'))} (FORMAT parquet)")
+                target = staging / f"{stem}.parquet{_PART}"
+                con.execute(f"COPY ({query}) TO {quote_literal(target)} (FORMAT parquet)")
                 (counts[stem],) = con.execute(f"SELECT count(*) FROM {table} WHERE run_id = {rid}").fetchone()
             (checksum,) = con.execute(calls_checksum_sql(f"(SELECT * FROM call_records WHERE run_id = {rid})")).fetchone()
         from llmlab._version import __version__
@@ -104,19 +106,36 @@ def export_run(run: Any = None, directory: str | os.PathLike[str] = ".", *, stor
             "llmlab_version": __version__, "run_id": run_id, "exported_at_utc": utc_now().isoformat(),
             "rows": counts, "calls_md5": checksum,
         }
-        (staging / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
-        old = None
-        if final.exists():
-            old = parent / f".{run_id}.old-{uuid.uuid4().hex[:8]}"
-            final.rename(old)
-        staging.rename(final)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+        (staging / (MANIFEST + _PART)).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+        _publish(staging, final, parent, run_id)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     log.info("llmlab: exported run %s (%d calls) to %s", run_id, counts["calls"], final)
     return final
+
+
+#: Files being written carry this suffix: readers of the folder (``**/calls.parquet``) never match them.
+_PART = ".part"
+
+
+def _publish(staging: Path, final: Path, parent: Path, run_id: str) -> None:
+    """Move a written export into place. Readers glob ``**/<table>.parquet`` (hidden folders included), so a
+    file only gets its name once complete and in its final folder, and a replaced export's files lose theirs
+    before its folder is moved away: a reader sees each table of a run at most once, never half a file."""
+    old = None
+    if final.exists():
+        for f in final.iterdir():
+            if f.suffix == ".parquet" or f.name == MANIFEST:
+                f.rename(f.with_name(f.name + ".old"))
+        old = parent / f".{run_id}.old-{uuid.uuid4().hex[:8]}"
+        final.rename(old)
+    staging.rename(final)
+    for stem in ("runs", "prompts", "scores", "calls"):
+        (final / f"{stem}.parquet{_PART}").rename(final / f"{stem}.parquet")
+    (final / (MANIFEST + _PART)).rename(final / MANIFEST)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def _read_manifest(folder: Path) -> dict[str, Any]:

@@ -58,6 +58,14 @@ def test_export_then_import_round_trips_the_run_exactly(recorded, tmp_path):
     assert _checksums(other, run_id) == before
     # the run's metadata and its quality view come through as well
     assert other.run(run_id)["name"] == "shared" and other.run(run_id)["models"] == store.run(run_id)["models"]
+    # exporting again (after a new rating) replaces the run's folder whole; nothing half-written is left beside it
+    store.rate(store.results(run_id)["call_id"].iloc[1], True)
+    again = export_run(run_id, tmp_path / "shared", store=store)
+    assert again == folder and [p.name for p in (tmp_path / "shared").iterdir()] == [run_id]
+    assert json.loads((folder / "manifest.json").read_text())["rows"]["scores"] == before["scores"] + 1
+    assert not [p for p in folder.iterdir() if p.suffix not in (".parquet", ".json")]
+    import_run(folder, store=other)
+    assert _checksums(other, run_id)["scores"] == before["scores"] + 1
     cols = ["call_id", "status", "response", "cost_usd", "quality", "human_score"]
     a = store.results(run_id)[cols].sort_values("call_id").reset_index(drop=True)
     b = other.results(run_id)[cols].sort_values("call_id").reset_index(drop=True)
