@@ -256,3 +256,20 @@ def test_magic_batch_flag_runs_in_batch_mode(batches, sandbox, monkeypatch, tmp_
     res = sh.user_ns["res"]
     assert len(res.results) == 2 and res.meta["params"]["mode"] == "batch"
     assert len(llmlab.batches(res, store=res.store)) == 2
+
+
+def test_batch_prices_come_from_litellm_where_it_has_them_else_half_price(monkeypatch):
+    from llmlab import models
+    from llmlab.runner.batch import batch_cost_usd
+    from llmlab.runner.batch_api import BATCH_DISCOUNT
+
+    spec = resolve("openai/gpt-4o-mini", check_keys=False)  # LiteLLM's bundled cost map has its batch price
+    assert batch_cost_usd(spec, 1000, 1000) == pytest.approx(1000 * 7.5e-08 + 1000 * 3e-07)
+    assert batch_cost_usd(spec, 1000, 1000) < spec.cost_usd(1000, 1000)
+    monkeypatch.setattr(models, "_price_overrides", {})  # restored after the test
+    models.set_price("openai/gpt-4o-mini", 1.0, 2.0)  # an overridden price: half of it
+    over = resolve("openai/gpt-4o-mini", check_keys=False)
+    assert batch_cost_usd(over, 1000, 1000) == pytest.approx(BATCH_DISCOUNT * (1000 * 1e-6 + 1000 * 2e-6))
+    sandbox_spec = resolve("sandbox/tiny")
+    assert batch_cost_usd(sandbox_spec, 10, 20) == pytest.approx(0.5 * sandbox_spec.cost_usd(10, 20))
+    assert batch_cost_usd(sandbox_spec, None, 20) is None
