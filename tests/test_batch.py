@@ -91,6 +91,8 @@ def test_a_batch_run_of_both_providers_records_every_call_with_batch_prices(batc
     assert all(want[(p, m)] == r for p, m, r in zip(ok["prompt_id"], ok["model"], ok["response"], strict=True))
     # scored like a live run, and the run is finished
     assert ok["auto_score"].notna().any()
+    scores = store.scores(res.run_id)
+    assert scores["version"].notna().all() and scores["passed"].notna().all() and scores["call_id"].is_unique
     assert res.meta["status"] == "finished" and res.stats.done == len(df)
 
 

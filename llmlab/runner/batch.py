@@ -59,7 +59,7 @@ from llmlab.runner.batch_api import (
 from llmlab.runner.fanout import RunStats
 from llmlab.runner.options import RunOptions
 from llmlab.runner.plan import Plan, build_messages
-from llmlab.store import Store, new_call_row, new_id, utc_now
+from llmlab.store import PASS_MARK, Store, new_call_row, new_id, utc_now
 
 __all__ = [
     "BATCH_DISCOUNT",
@@ -138,7 +138,7 @@ def _write_rows(store: Store, rows: list[dict[str, Any]], scores: list[dict[str,
 def _score_rows(row: dict[str, Any], scorer: str | None, reference: str | None) -> list[dict[str, Any]]:
     if not scorer or reference is None:
         return []
-    from llmlab.scoring.checks import score
+    from llmlab.scoring.checks import score, scorer_version
 
     try:
         value = score(scorer, row["response"] if row["status"] == "ok" else None, reference)
@@ -149,7 +149,7 @@ def _score_rows(row: dict[str, Any], scorer: str | None, reference: str | None) 
         return []
     return [{"run_id": row["run_id"], "call_id": row["call_id"], "prompt_id": row["prompt_id"], "model": row["model"],
              "kind": "auto", "scorer": scorer, "score": float(value), "raw_value": float(value), "comment": None,
-             "created_at_utc": utc_now()}]
+             "created_at_utc": utc_now(), "version": scorer_version(scorer), "passed": bool(value >= PASS_MARK)}]
 
 
 class _Collector:
