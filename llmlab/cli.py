@@ -1,4 +1,5 @@
-"""The command line, for scripts and CI: ``llmlab run | runs | report | route | sandbox | sql | models | import-routellm``.
+"""The command line, for scripts and CI: ``llmlab run | runs | report | route | sandbox | sql | export | import |
+batches | models | import-routellm``.
 
 Bad input exits with status 2 and one line on stderr (``llmlab: error: ...``), no traceback.
 """
@@ -61,6 +62,11 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--no-cache", action="store_true")
     r.add_argument("--fallback", action="append", default=[], metavar="MODEL=FB1,FB2", help="fallback chain for a model")
     r.add_argument("--dry-run", action="store_true", help="show the plan and the estimated cost; call nothing")
+    r.add_argument("--batch", action="store_true",
+                   help="use the providers' batch APIs (about half the price, results within 24 h)")
+    r.add_argument("--batch-max-requests", type=int, help="requests per provider batch (default: the provider's limit)")
+    r.add_argument("--poll", type=float, help=f"with --batch: seconds between checks (default {_default('batch_poll_s')})")
+    r.add_argument("--no-wait", action="store_true", help="with --batch: submit and return (`llmlab batches --resume`)")
     r.add_argument("--sandbox-seed", type=int, default=0)
 
     rs = sub.add_parser("runs", help="list runs, newest first")
@@ -103,7 +109,24 @@ def _parser() -> argparse.ArgumentParser:
 
     q = sub.add_parser("sql", help="run SQL against the store and print the result")
     _add_output_flags(q)
+    q.add_argument("--attach", action="append", default=[], metavar="ALIAS=PATH",
+                   help="also query another store file or a folder of exported runs as ALIAS (read-only)")
     q.add_argument("query")
+
+    ex = sub.add_parser("export", help="write a run as Parquet files (calls, prompts, scores, metadata)")
+    ex.add_argument("run", nargs="?", default="last")
+    ex.add_argument("--parquet", required=True, metavar="DIR", help="the parent folder: the run goes to DIR/<run_id>/")
+
+    imp = sub.add_parser("import", help="read exported runs (a run's folder, or a folder of them) into the store")
+    imp.add_argument("path")
+
+    ba = sub.add_parser("batches", help="list the provider batches of batch runs; --resume / --cancel one run's")
+    ba.add_argument("run", nargs="?", default=None, help="only this run's batches (default: every run)")
+    ba.add_argument("--resume", action="store_true", help="submit, check and collect the run's batches")
+    ba.add_argument("--cancel", action="store_true", help="cancel the run's running batches (completed rows kept)")
+    ba.add_argument("--no-wait", action="store_true", help="with --resume: one pass, do not wait for the batches")
+    ba.add_argument("--poll", type=float, help="with --resume: seconds between checks (default: the run's)")
+    _add_output_flags(ba)
 
     sub.add_parser("models", help="known models, aliases and which provider keys are set (names only)")
 
@@ -144,7 +167,8 @@ _RUNS_TABLE_COLUMNS = ("run_id", "name", "status", "n_calls", "n_error", "cost_u
 # Run options as the CLI spells them (errors name the flag the user typed).
 _OPTION_FLAGS = {"temperature": "--temperature", "max_tokens": "--max-tokens", "samples": "--samples",
                  "system": "--system", "concurrency": "--concurrency", "timeout_s": "--timeout",
-                 "budget_usd": "--budget", "fallbacks": "--fallback"}
+                 "budget_usd": "--budget", "fallbacks": "--fallback", "batch_max_requests": "--batch-max-requests",
+                 "batch_poll_s": "--poll"}
 
 
 def _cmd_run(args: argparse.Namespace, store) -> int:  # noqa: ANN001
@@ -172,6 +196,11 @@ def _cmd_run(args: argparse.Namespace, store) -> int:  # noqa: ANN001
                  concurrency=args.concurrency, timeout_s=args.timeout, budget_usd=args.budget)
     opts = {k: v for k, v in given.items() if v is not None}
     opts.update(cache=not args.no_cache, fallbacks=fallbacks)
+    if args.batch:
+        opts["mode"] = "batch"
+        batch_opts = dict(batch_max_requests=args.batch_max_requests, batch_poll_s=args.poll,
+                          batch_wait=False if args.no_wait else None)
+        opts.update({k: v for k, v in batch_opts.items() if v is not None})
     checked = options_from(_OPTION_FLAGS, **opts)  # the flags' names in any error, before anything runs
     if args.dry_run:
         the_plan = plan(prompts, models, options=checked, store=store)
@@ -229,6 +258,25 @@ def _cmd_route(args: argparse.Namespace, store: Any) -> int:
         path = (write_litellm_config(fitted, args.export, run_id=run_id) if hasattr(fitted, "columns")
                 else write_policy_config(fitted, args.export, run_id=run_id))
         print(f"LiteLLM config: {path}")
+    return 0
+
+
+def _cmd_batches(args: argparse.Namespace, store) -> int:  # noqa: ANN001
+    from llmlab.runner.resume import batches, cancel_batches, resume
+
+    if (args.resume or args.cancel) and args.run is None:
+        raise LLMLabError("--resume / --cancel need a RUN (an id, a name, or last)")
+    if args.cancel:
+        ids = cancel_batches(args.run, store=store)
+        print(f"cancel requested for {len(ids)} batches" + (": " + ", ".join(ids) if ids else ""))
+    if args.resume:
+        res = resume(args.run, store=store, wait=not args.no_wait, poll_s=args.poll)
+        print(repr(res))
+        print(f"run {res.run_id}: {res.meta['status']}")
+    frame = batches(args.run, store=store)
+    cols = ["run_id", "model", "provider", "batch_id", "state", "provider_status", "n_requests", "n_ok", "n_error",
+            "created_at_utc", "completed_at_utc", "collected_at_utc"]
+    _print_frame(frame[cols] if len(frame) else frame, args, empty="no provider batches in " + str(store.path))
     return 0
 
 
@@ -293,7 +341,27 @@ def main(argv: Sequence[str] | None = None) -> int:
             _print_frame(summary, args, empty=f"run {run_id} has no calls")
             return 0
         if args.command == "sql":
+            for spec in args.attach:
+                alias, sep, path = spec.partition("=")
+                if not sep:
+                    raise LLMLabError(f"--attach {spec!r}: use ALIAS=PATH")
+                store.attach(path, alias.strip())
             _print_frame(store.sql(args.query), args)
+            return 0
+        if args.command == "batches":
+            return _cmd_batches(args, store)
+        if args.command == "export":
+            from llmlab.transfer import export_run
+
+            print(f"exported: {export_run(args.run, args.parquet, store=store)}")
+            return 0
+        if args.command == "import":
+            from llmlab.transfer import import_run
+
+            for r in import_run(args.path, store=store):
+                what = (f"{r['calls_added']} calls, {r['prompts_added']} prompts, {r['scores_added']} scores added"
+                        if r["run_added"] or r["calls_added"] or r["scores_added"] else "already in the store")
+                print(f"{r['run_id']}: {what}" + ("" if r["verified"] else " (calls differ from the export)"))
             return 0
         if args.command == "report":
             from llmlab.views.report import report_run

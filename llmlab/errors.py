@@ -16,6 +16,7 @@
     ├── SandboxError                     the local sandbox server failed to start or answer
     │   └── FaultSpecError (ValueError)  an injected fault is described wrongly
     ├── OptionsError (ValueError)        a run option has a bad value (the message names the option)
+    ├── BatchError                       a provider batch cannot be submitted, found or read (batch mode)
     └── ProviderResponseError            raised inside an attempt, recorded as its error_type, never to the caller
         ├── StreamCutError               a stream broke off before the provider said it was complete
         └── MalformedResponseError       a body that cannot be parsed, or an empty "complete" stream
@@ -27,6 +28,7 @@ from __future__ import annotations
 
 __all__ = [
     "AnalysisError",
+    "BatchError",
     "BudgetError",
     "CallNotFoundError",
     "FaultSpecError",
@@ -106,6 +108,11 @@ class FaultSpecError(SandboxError, ValueError):
 
 class OptionsError(LLMLabError, ValueError):
     """A run option has an unknown name or a bad value (the message names the option and what it accepts)."""
+
+
+class BatchError(LLMLabError):
+    """A provider batch (batch mode) cannot be submitted, found or read; the message names the run, the model
+    and the batch id. Calls of a batch that failed are recorded as error rows, as in live mode."""
 
 
 class ProviderResponseError(LLMLabError):

@@ -90,6 +90,8 @@ def _cell_parser() -> MagicArgumentParser:
                    help="refuse to start when the estimated cost exceeds USD; stop issuing calls once spent.")
     p.add_argument("--no-cache", action="store_true", help="call every model again (ignore earlier answers).")
     p.add_argument("--stream", action="store_true", help="show the answers live as they stream in (Jupyter).")
+    p.add_argument("--batch", action="store_true",
+                   help="send the calls through the providers' batch APIs (half price, slower; llmlab.resume).")
     p.add_argument("--name", metavar="NAME", help="name of the run (find it again with %%llm show NAME).")
     p.add_argument("--tag", action="append", default=[], metavar="TAG", help="tag the run (repeatable).")
     p.add_argument("-f", "--format", default="text", choices=("text", "markdown", "json", "code"),
@@ -354,6 +356,8 @@ class LLMMagics(Magics):
                 opts[field] = v
         if args.no_cache:
             opts["cache"] = False
+        if getattr(args, "batch", False):
+            opts["mode"] = "batch"
         try:
             return options_from(_OPTION_FLAGS, **opts)
         except OptionsError as exc:

@@ -187,4 +187,39 @@ MIGRATIONS: list[tuple[str, str]] = [
         );
         """,
     ),
+    (
+        "batches and batch_requests: provider batch jobs of batch-mode runs, so a restarted process resumes them",
+        """
+        CREATE TABLE batches (
+            part_id VARCHAR NOT NULL,         -- llmlab's id of one provider batch of a run
+            run_id VARCHAR NOT NULL,
+            model VARCHAR NOT NULL,           -- the model asked for (llmlab's name)
+            provider VARCHAR NOT NULL,        -- openai | anthropic
+            batch_id VARCHAR,                 -- the provider's batch id (NULL until submitted)
+            state VARCHAR NOT NULL,           -- submitting | submitted | collected | lost
+            provider_status VARCHAR,          -- as the provider last said: in_progress, completed, expired, ...
+            n_requests INTEGER NOT NULL,
+            n_ok INTEGER,
+            n_error INTEGER,
+            input_file_id VARCHAR,
+            output_file_id VARCHAR,
+            error_file_id VARCHAR,
+            created_at_utc TIMESTAMP NOT NULL,
+            submitted_at_utc TIMESTAMP,
+            completed_at_utc TIMESTAMP,       -- when the provider finished (or cancelled / expired) the batch
+            collected_at_utc TIMESTAMP,       -- when its rows were written to call_records
+            checked_at_utc TIMESTAMP,
+            error_message VARCHAR
+        );
+        CREATE TABLE batch_requests (
+            run_id VARCHAR NOT NULL,
+            part_id VARCHAR NOT NULL,
+            call_id VARCHAR NOT NULL,         -- also the request's custom_id
+            prompt_id VARCHAR NOT NULL,
+            sample_index INTEGER NOT NULL,
+            model VARCHAR NOT NULL,
+            cache_key VARCHAR
+        );
+        """,
+    ),
 ]

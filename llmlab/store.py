@@ -174,6 +174,7 @@ class Store:
         self.lock_waits = 0
         self.lock_wait_s = 0.0
         self._stats_lock = threading.Lock()
+        self._attached: dict[str, tuple[str, list[str]]] = {}  # alias -> (source, statements): Store.attach
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._migrate()
 
@@ -219,10 +220,61 @@ class Store:
         if retries:
             self._count_wait(start, retries)
         try:
+            self._run_attachments(con)
+        except BaseException:
+            with _open_close_lock:
+                con.close()
+            raise
+        try:
             yield con
         finally:
             with _open_close_lock:
                 con.close()
+
+    def _run_attachments(self, con: Any) -> None:
+        for alias, (source, stmts) in self._attached.items():
+            try:
+                for stmt in stmts:
+                    con.execute(stmt)
+            except Exception as exc:  # noqa: BLE001 - duckdb.IOException (locked file), BinderException, ...
+                hint = (" (another process is writing it: export its runs with `llmlab export RUN --parquet DIR` "
+                        "and attach the folder)" if _is_lock_error(exc) else "")
+                raise StoreError(f"cannot attach {source} as {alias}: {exc}{hint}") from exc
+
+    def attach(self, source: str | os.PathLike[str], alias: str) -> str:
+        """Query another llmlab store file, or a folder of exported runs, read-only beside this one.
+
+        After ``store.attach("team/runs", "team")``, every query of this handle (``store.sql``) can name
+        ``team.runs``, ``team.calls``, ``team.call_records``, ``team.prompts``, ``team.scores`` next to the local
+        tables: one SQL query compares both. The attachment lasts as long as this handle (it is re-made on each of
+        its short-lived connections); see :mod:`llmlab.attach` for what each kind of source gives. Returns alias.
+
+        Raises ValueError (bad alias, or already used for another source), FileNotFoundError, StoreError (not a
+        store, no exported run, or a file another process is writing), SchemaVersionError (a newer llmlab wrote it).
+        """
+        from llmlab.attach import attach_statements, check_attached
+
+        if alias in self._attached and self._attached[alias][0] != str(source):
+            raise ValueError(f"attach alias {alias!r} is already used for {self._attached[alias][0]} (detach it first)")
+        self._attached[alias] = (str(source), attach_statements(source, alias))
+        try:
+            with self.connect() as con:
+                check_attached(con, alias, source)
+        except BaseException:
+            self._attached.pop(alias, None)
+            raise
+        return alias
+
+    def detach(self, alias: str) -> None:
+        """Forget an attachment made with :meth:`attach` (a no-op for an unknown alias)."""
+        if self._attached.pop(alias, None) is not None:
+            with contextlib.suppress(Exception), self.connect() as con:
+                con.execute(f"DETACH DATABASE IF EXISTS {alias}")
+
+    @property
+    def attached(self) -> dict[str, str]:
+        """alias → source of the current attachments."""
+        return {a: src for a, (src, _) in self._attached.items()}
 
     def _count_wait(self, start: float, retries: int) -> None:
         with self._stats_lock:

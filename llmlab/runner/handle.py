@@ -152,6 +152,11 @@ async def _arun_impl(the_plan: Plan, store: Store, *, name: str | None, tags: Se
     from llmlab._version import __version__
 
     run_id = run_id or new_id("r")
+    job = None
+    if opts.mode == "batch":  # the providers' batch APIs (llmlab.runner.batch): submit, record, collect
+        from llmlab.runner.batch import BatchRun
+
+        job = BatchRun(the_plan, run_id, store, on_result=on_result)  # refuses a model with no batch API
     await asyncio.to_thread(
         store.create_run, run_id=run_id, name=name or run_name(ps.name, [s.name for s in the_plan.specs]), prompt_set=ps.name,
         models=[s.name for s in the_plan.specs], params=opts.model_dump(), tags=list(tags),
@@ -165,6 +170,9 @@ async def _arun_impl(the_plan: Plan, store: Store, *, name: str | None, tags: Se
          "source_id": p.source_id, **_structured_fields(p, params_by_prompt.get(p.prompt_id, {}))}
         for p in ps
     ])
+    if job is not None:
+        holder["fanout"] = job
+        return RunResult(run_id, store, await job.execute(), the_plan)
     if the_plan.completion is None:
         await asyncio.to_thread(warm_up)
     fan = _Fanout(the_plan, run_id, store, on_result=on_result, on_delta=on_delta, completion=the_plan.completion)
@@ -319,7 +327,8 @@ def run(prompts: Any, models: Iterable[str] | str | None = None, *, name: str | 
             (``store.routing_decisions(run_id)``). See :mod:`llmlab.runner.replay`. Raises RoutingError.
         **options: :class:`RunOptions` fields (temperature, max_tokens, samples, system, concurrency,
             per_model_concurrency, timeout_s, max_attempts, max_retry_wait_s, rate_limits, fallbacks, budget_usd,
-            cache, stream, extra_params).
+            cache, stream, extra_params; ``mode="batch"`` with batch_max_requests, batch_poll_s, batch_wait: the
+            providers' batch APIs, see :mod:`llmlab.runner.batch` and :func:`llmlab.resume`).
 
     Returns a :class:`RunResult`. On ``KeyboardInterrupt`` the calls in flight are cancelled, finished calls stay
     recorded (cancelled ones as ``error_type = 'cancelled'`` rows), the run is marked cancelled and the interrupt

@@ -5,7 +5,7 @@ from __future__ import annotations
 import difflib
 import logging
 import os
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -48,6 +48,12 @@ class RunOptions(BaseModel):
     - ``flush_interval_s``: how often the writer stores finished rows (at most 1 s: what a killed process loses).
     - ``budget_usd``: stop issuing calls once this much was spent (USD); ``cache``: reuse stored answers;
       ``stream``: stream responses (records ``ttft_ms``).
+
+    Batch mode (:mod:`llmlab.runner.batch`, the README's "Scale" section): ``mode="batch"`` sends the calls
+    through the providers' batch APIs (OpenAI, Anthropic: about half the price, results within 24 h) instead of
+    live requests; ``batch_max_requests`` caps the requests of one provider batch (default: the provider's
+    limit; larger plans are split); ``batch_poll_s``: seconds between status checks; ``batch_wait``: block
+    until every batch is collected (False: submit, record, return; ``llmlab.resume(run)`` collects later).
     """
 
     model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
@@ -75,6 +81,10 @@ class RunOptions(BaseModel):
     tools: list[dict[str, Any]] | None = None
     tool_choice: Any = None
     tool_steps: int = Field(0, ge=0, le=10)
+    mode: Literal["live", "batch"] = "live"
+    batch_max_requests: int | None = Field(None, ge=1)
+    batch_poll_s: float = Field(30.0, gt=0)
+    batch_wait: bool = True
 
     @field_validator("fallbacks", mode="before")
     @classmethod

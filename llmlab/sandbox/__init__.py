@@ -9,6 +9,7 @@
 - :mod:`llmlab.sandbox.server`: the aiohttp server, :class:`Sandbox` (its docstring is the sandbox's manual).
 - :mod:`llmlab.sandbox.pairwise_judge`: deterministic pairwise verdicts with a configurable position bias.
 - :mod:`llmlab.sandbox.embeddings`: the deterministic ``/embeddings`` endpoint (OpenAI format).
+- :mod:`llmlab.sandbox.batches`: OpenAI's files + batches and Anthropic's message batches (delay, failures, expiry).
 - :mod:`llmlab.sandbox.control`: :class:`RemoteSandbox`, :func:`ensure_sandbox`, the ``llmlab sandbox`` command.
 """
 
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 from llmlab.errors import FaultSpecError
 from llmlab.sandbox.answers import SandboxAnswer, default_datasets_dir
+from llmlab.sandbox.batches import BatchService, batch_service
 from llmlab.sandbox.control import RemoteSandbox, ensure_sandbox, main, serve_forever
 from llmlab.sandbox.pairwise_judge import PAIRWISE_JUDGES, PairwiseJudgeProfile
 from llmlab.sandbox.profiles import (
@@ -30,6 +32,7 @@ from llmlab.sandbox.profiles import (
 from llmlab.sandbox.server import Sandbox
 
 __all__ = [
+    "BatchService",
     "CATEGORIES",
     "DEFAULT_MIXED_FAULT_KINDS",
     "FAULT_KINDS",
@@ -42,6 +45,7 @@ __all__ = [
     "RemoteSandbox",
     "Sandbox",
     "SandboxAnswer",
+    "batch_service",
     "default_datasets_dir",
     "ensure_sandbox",
     "estimate_tokens",

@@ -103,6 +103,7 @@ from llmlab.sandbox.answers import (
     _wrong_text,
     default_datasets_dir,
 )
+from llmlab.sandbox.batches import batch_route
 from llmlab.sandbox.embeddings import embeddings_response
 from llmlab.sandbox.faults import (
     _Fault,
@@ -567,6 +568,9 @@ class Sandbox:
     async def _dispatch(self, request: web.Request) -> web.StreamResponse:
         path = request.path.rstrip("/")
         method = request.method
+        batch = await batch_route(self, request, path)  # llmlab.sandbox.batches: files, batches, message batches
+        if batch is not None:
+            return batch
         if path.startswith("/_sandbox/") or path.startswith("/v1/_sandbox/"):
             return await self._control(request, path.rsplit("/_sandbox/", 1)[1])
         if path.endswith("/chat/completions") and method == "POST":
