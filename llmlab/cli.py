@@ -113,9 +113,13 @@ def _parser() -> argparse.ArgumentParser:
                    help="also query another store file or a folder of exported runs as ALIAS (read-only)")
     q.add_argument("query")
 
-    ex = sub.add_parser("export", help="write a run as Parquet files (calls, prompts, scores, metadata)")
+    ex = sub.add_parser("export", help="a run's results as CSV / JSON (one row per call), or as Parquet files")
     ex.add_argument("run", nargs="?", default="last")
-    ex.add_argument("--parquet", required=True, metavar="DIR", help="the parent folder: the run goes to DIR/<run_id>/")
+    fmt = ex.add_mutually_exclusive_group(required=True)
+    fmt.add_argument("--parquet", metavar="DIR", help="the run's tables as Parquet in DIR/<run_id>/ (llmlab import)")
+    fmt.add_argument("--csv", action="store_true", help="the results (Store.results columns) as CSV")
+    fmt.add_argument("--json", action="store_true", help="the results as one JSON array of objects")
+    ex.add_argument("-o", "--output", help="write the CSV / JSON here instead of stdout")
 
     imp = sub.add_parser("import", help="read exported runs (a run's folder, or a folder of them) into the store")
     imp.add_argument("path")
@@ -351,9 +355,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "batches":
             return _cmd_batches(args, store)
         if args.command == "export":
-            from llmlab.transfer import export_run
+            if args.parquet:
+                from llmlab.transfer import export_run
 
-            print(f"exported: {export_run(args.run, args.parquet, store=store)}")
+                print(f"exported: {export_run(args.run, args.parquet, store=store)}")
+                return 0
+            results = store.results(store.resolve_run(args.run))
+            text = (results.to_csv(index=False) if args.csv
+                    else results.to_json(orient="records", date_format="iso", default_handler=str) + "\n")
+            if args.output:
+                from pathlib import Path
+
+                Path(args.output).write_text(text, encoding="utf-8")
+                print(f"exported {len(results)} calls: {args.output}")
+            else:
+                sys.stdout.write(text)
             return 0
         if args.command == "import":
             from llmlab.transfer import import_run

@@ -136,3 +136,22 @@ def test_report_compare_adds_the_comparison_of_two_runs(env, sandbox, capsys):
     capsys.readouterr()
     assert main(["report", "a", "--compare", "no-such-run", "-o", str(html)]) == 2
     assert "no-such-run" in capsys.readouterr().err
+
+
+def test_export_csv_and_json_print_one_row_per_call(env, sandbox, capsys):
+    import io
+    import json as _json
+
+    import pandas as pd
+
+    assert main(["run", "quickstart", "--models", "sandbox/fast,sandbox/tiny", "--limit", "3", "--name", "ex"]) == 0
+    capsys.readouterr()
+    assert main(["export", "ex", "--json"]) == 0
+    rows = _json.loads(capsys.readouterr().out)
+    assert len(rows) == 6 and {"call_id", "model", "response", "quality", "cost_usd"} <= set(rows[0])
+    assert main(["export", "ex", "--csv"]) == 0
+    frame = pd.read_csv(io.StringIO(capsys.readouterr().out))
+    assert len(frame) == 6 and set(frame["model"]) == {"sandbox/fast", "sandbox/tiny"}
+    out = env / "ex.csv"
+    assert main(["export", "ex", "--csv", "-o", str(out)]) == 0
+    assert len(pd.read_csv(out)) == 6
