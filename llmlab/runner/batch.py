@@ -171,22 +171,8 @@ class _Collector:
                 firsts[row["call_id"]] = got[0]["score"]
             scores.extend(got)
         _write_rows(self.store, rows, scores, part_id, **part_fields)
-        s = self.stats
         for row in rows:
-            s.done += 1
-            model = row["model"]
-            s.done_by_model[model] = s.done_by_model.get(model, 0) + 1
-            if row["status"] == "ok":
-                s.ok += 1
-            else:
-                s.error += 1
-                s.errors_by_type[row["error_type"] or "error"] = s.errors_by_type.get(row["error_type"] or "error", 0) + 1
-                s.errors_by_model[model] = s.errors_by_model.get(model, 0) + 1
-            if row["cached"]:
-                s.cached += 1
-            elif row["cost_usd"]:
-                s.cost_usd += row["cost_usd"]
-            s.requests += row["attempts"]
+            self.stats.count(row)
             if self.on_result is not None:
                 try:
                     self.on_result({**row, "auto_score": firsts.get(row["call_id"])})

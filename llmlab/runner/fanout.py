@@ -62,6 +62,27 @@ class RunStats:
     done_by_model: dict[str, int] = field(default_factory=dict)
     errors_by_model: dict[str, int] = field(default_factory=dict)
 
+    def count(self, row: dict[str, Any]) -> None:
+        """Count one final call row (every driver, live or batch, counts through here)."""
+        self.done += 1
+        model = row["model"]
+        self.done_by_model[model] = self.done_by_model.get(model, 0) + 1
+        if row["status"] == "ok":
+            self.ok += 1
+        else:
+            self.error += 1
+            self.errors_by_model[model] = self.errors_by_model.get(model, 0) + 1
+            key = row["error_type"] or "error"
+            self.errors_by_type[key] = self.errors_by_type.get(key, 0) + 1
+        if row["cached"]:
+            self.cached += 1
+        elif row["cost_usd"]:
+            self.cost_usd += row["cost_usd"]
+        attempts = row.get("attempts") or 0
+        self.requests += attempts
+        self.retries += max(0, attempts - 1)
+        self.fallbacks += 1 if row.get("fallbacks_taken") else 0
+
     def eta_s(self) -> float | None:
         issued = self.done - self.cached
         if issued <= 0 or self.done >= self.planned:
@@ -141,24 +162,7 @@ class _Fanout:
             log.exception("llmlab: scoring %s failed; the row is kept without a score", call.call_id)
             scores = []
         self.writer.add(row, scores)
-        s = self.stats
-        s.done += 1
-        model = row["model"]
-        s.done_by_model[model] = s.done_by_model.get(model, 0) + 1
-        if row["status"] == "ok":
-            s.ok += 1
-        else:
-            s.error += 1
-            s.errors_by_model[model] = s.errors_by_model.get(model, 0) + 1
-            key = row["error_type"] or "error"
-            s.errors_by_type[key] = s.errors_by_type.get(key, 0) + 1
-        if row["cached"]:
-            s.cached += 1
-        elif row["cost_usd"]:
-            s.cost_usd += row["cost_usd"]
-        s.requests += row["attempts"]
-        s.retries += max(0, row["attempts"] - 1)
-        s.fallbacks += 1 if row["fallbacks_taken"] else 0
+        self.stats.count(row)
         self.partial.pop(call.call_id, None)
         if self.on_result is not None:
             try:
