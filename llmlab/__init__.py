@@ -67,6 +67,9 @@ _LAZY = {
     "compare": ("llmlab.widgets", "compare"),
     "judge": ("llmlab.scoring.judge", "judge"),
     "rate": ("llmlab.scoring.human", "rate"),
+    "LiteLLMLogger": ("llmlab.production.logger", "LiteLLMLogger"),
+    "feedback": ("llmlab.production.feedback", "feedback"),
+    "compare_production": ("llmlab.production.compare", "compare_production"),
 }
 
 # llmlab.report is a module you can call: llmlab.report(run, path)

@@ -13,7 +13,9 @@ is writing):
 - ``call_records`` and the view ``calls``: one final row per (prompt, model, sample) of a run: ``run_id,
   call_id, prompt_id, sample_index, category, model, answered_by, status, error_type, http_status, error_message,
   attempts, fallbacks_taken, retry_wait_ms, latency_ms, ttft_ms, input_tokens, output_tokens, cost_usd, cached,
-  response, finish_reason, created_at_utc, prompt, reference, scorer, cache_key, source_call_id, attempt_log``.
+  response, finish_reason, created_at_utc, prompt, reference, scorer, cache_key, source_call_id, attempt_log,
+  litellm_call_id, trace_id, model_group, deployment, metadata, prompt_hash, response_hash`` (the last seven are
+  set by the production logger, :mod:`llmlab.production`).
 - ``scores``: one row per score (``kind`` auto / judge / human) and the view ``call_quality`` (per call: the
   latest human rating, else the mean judge score, else the mean deterministic score, as ``quality`` in 0..1).
 
@@ -68,7 +70,8 @@ CALL_COLUMNS = (
     "call_id", "run_id", "prompt_id", "sample_index", "model", "answered_by", "status", "error_type",
     "http_status", "error_message", "attempts", "fallbacks_taken", "retry_wait_ms", "latency_ms", "ttft_ms",
     "input_tokens", "output_tokens", "cost_usd", "cached", "cache_key", "source_call_id", "response",
-    "finish_reason", "attempt_log", "created_at_utc",
+    "finish_reason", "attempt_log", "created_at_utc", "litellm_call_id", "trace_id", "model_group", "deployment",
+    "metadata", "prompt_hash", "response_hash",
 )
 #: The value every call row starts from (a call that never got an answer is an error row).
 CALL_DEFAULTS: dict[str, Any] = {
@@ -76,6 +79,8 @@ CALL_DEFAULTS: dict[str, Any] = {
     "attempts": 0, "fallbacks_taken": 0, "retry_wait_ms": 0.0, "latency_ms": None, "ttft_ms": None,
     "input_tokens": None, "output_tokens": None, "cost_usd": None, "cached": False, "source_call_id": None,
     "response": None, "finish_reason": None, "attempt_log": "[]", "created_at_utc": None,
+    "litellm_call_id": None, "trace_id": None, "model_group": None, "deployment": None, "metadata": None,
+    "prompt_hash": None, "response_hash": None,
 }
 
 
@@ -287,7 +292,7 @@ class Store:
         for c in ("models", "params", "tags"):
             if row[c] is not None and not isinstance(row[c], str):
                 row[c] = json.dumps(row[c], default=str)
-        self._append("runs", RUN_COLUMNS, [row])
+        self._append("runs", RUN_COLUMNS, [row], unique_by=("run_id",))  # idempotent: a re-sent run row is skipped
         return row["run_id"]
 
     def finish_run(self, run_id: str, status: str = "finished") -> None:
@@ -295,9 +300,10 @@ class Store:
         with self.connect() as con:
             con.execute("UPDATE runs SET status = ?, finished_at_utc = ? WHERE run_id = ?", [status, utc_now(), run_id])
 
-    def add_prompts(self, rows: Sequence[dict[str, Any]]) -> None:
-        """Append prompt rows (``PROMPT_COLUMNS``)."""
-        self._append("prompts", PROMPT_COLUMNS, rows)
+    def add_prompts(self, rows: Sequence[dict[str, Any]], *, unique: bool = False) -> None:
+        """Append prompt rows (``PROMPT_COLUMNS``); with ``unique``, a ``(run_id, prompt_id)`` already stored (or
+        repeated within ``rows``) is skipped."""
+        self._append("prompts", PROMPT_COLUMNS, rows, unique_by=("run_id", "prompt_id") if unique else ())
 
     def append_calls(self, rows: Sequence[dict[str, Any]]) -> None:
         """Append final call rows (``CALL_COLUMNS``) in one bulk insert (one transaction).
