@@ -22,13 +22,14 @@ import hashlib
 import json
 import math
 import os
+import uuid
 from datetime import datetime, timezone
 from typing import Any
 
 from llmlab.prompts import prompt_id_for
 from llmlab.redaction import redact
 from llmlab.settings import SANDBOX_API_BASE_ENV
-from llmlab.store import new_call_row, new_id, utc_now
+from llmlab.store import new_call_row, utc_now
 
 __all__ = ["CAPTURE_MODES", "FEEDBACK_KEY", "CATEGORY_KEY", "event_rows", "feedback_score", "prompt_text"]
 
@@ -51,6 +52,7 @@ _INTERNAL_KEYS = {
 }
 _INTERNAL_PREFIXES = ("_", "user_api_key", "litellm", "proxy_", "mcp_")
 _METADATA_MAX_CHARS = 4000
+_AUTO_TAG_PREFIXES = ("User-Agent:",)  # tags the proxy adds itself: never a task category
 
 
 def _sha256(text: str) -> str:
@@ -208,7 +210,8 @@ def event_rows(kwargs: dict[str, Any], response_obj: Any, start_time: Any, end_t
     answer, finish = _response_text(response_obj, slo) if ok else (None, None)
     tags = [str(t) for t in (slo.get("request_tags") or litellm_metadata.get("tags") or [])]
     caller = _caller_metadata(slo, litellm_metadata)
-    category = caller.get(CATEGORY_KEY) or next((t for t in tags if t != "default"), None)
+    category = caller.get(CATEGORY_KEY) or next((t for t in tags if t != "default" and not t.startswith(
+        _AUTO_TAG_PREFIXES)), None)
     meta_json = redact(json.dumps(_jsonable({"tags": tags, **caller}), sort_keys=True))
     if meta_json and len(meta_json) > _METADATA_MAX_CHARS:
         meta_json = json.dumps({"tags": tags[:20], "truncated": True})
@@ -240,7 +243,8 @@ def event_rows(kwargs: dict[str, Any], response_obj: Any, start_time: Any, end_t
             error_message = error_message.replace(text, "<prompt>")
     litellm_call_id = slo.get("litellm_call_id") or kwargs.get("litellm_call_id")
     call = new_call_row(
-        call_id=str(litellm_call_id or new_id("c")), run_id=run_id, prompt_id=prompt_id, sample_index=0,
+        # LiteLLM's id is not one per attempt (the proxy keeps it across a request's retries): a fresh id each
+        call_id=f"p{uuid.uuid4().hex}", run_id=run_id, prompt_id=prompt_id, sample_index=0,
         model=model, answered_by=model if ok else None, status="ok" if ok else "error",
         error_type=None if ok else (error.get("error_class") or (type(exc).__name__ if exc is not None else "error")),
         http_status=http_status, error_message=error_message, attempts=1,
