@@ -70,6 +70,7 @@ _LAZY = {
     "LiteLLMLogger": ("llmlab.production.logger", "LiteLLMLogger"),
     "feedback": ("llmlab.production.feedback", "feedback"),
     "compare_production": ("llmlab.production.compare", "compare_production"),
+    "refit_from_production": ("llmlab.production.reroute", "refit_from_production"),
 }
 
 # llmlab.report is a module you can call: llmlab.report(run, path)

@@ -430,3 +430,78 @@ def test_faults_through_the_proxy_at_concurrency_lose_no_row_or_report_exactly_w
     assert (stored == served["requests"] and dropped == 0) if queue_size == 10_000 else dropped > 0
     rows = _production_rows(db)
     assert (rows["status"] == "error").sum() <= served["by_outcome"]["500"]
+
+
+# ------------------------------------------------------------------------------------------------ back to the lab
+def _experiment(models):
+    rows = [json.loads(line) for line in (REPO / "datasets" / "quickstart.jsonl").read_text().splitlines()]
+    frame = pd.DataFrame(rows).groupby("category").head(4)
+    return llmlab.run(frame, models, progress=False, concurrency=16, timeout_s=20, name="experiment")
+
+
+def test_compare_production_and_refit_from_production_feedback(sandbox, use_logger, monkeypatch):
+    """Experiment → production traffic (every prompt to every model, feedback in the metadata) in which the
+    model the experiment's table uses most fails every request → the comparison flags its error rate, and the
+    policy re-fitted from production routes around it."""
+    from llmlab.production import production_requests, refit_from_production, traffic_mix
+    from llmlab.routing import routing_table
+
+    monkeypatch.setenv("LLMLAB_SANDBOX_API_KEY", "sandbox-key")
+    models = ["sandbox/frontier", "sandbox/fast", "sandbox/tiny"]
+    res = _experiment(models)
+    exp = res.results
+    table = routing_table(exp, tolerance=0.05, min_n=2)
+    current_cfg = litellm_config(table)
+    broken = table["model"].value_counts().index[0]
+    assert set(table["model"]) != {broken}, "the experiment's table must use more than one model"
+    quality = exp.set_index(["prompt_id", "model"])["quality"].to_dict()
+    prompts = Store().prompts(res.run_id)
+    # one model group per model (exploration traffic), no retries or fallbacks: every failure is visible
+    cfg = {"model_list": [d for m in models for d in litellm_config(
+        pd.DataFrame([{"category": "default", "model": m, "fallbacks": []}]), public_model_name=m)["model_list"]],
+        "router_settings": {"num_retries": 0}}
+    lg = use_logger(run_name="production")
+    router = _litellm().Router(**router_kwargs(cfg))
+    sandbox.reset_stats()
+    sandbox.inject("500", model=broken.split("/")[1], times=10_000)
+
+    async def traffic():
+        for p in prompts.itertuples():
+            for m in models:
+                msgs = ([{"role": "system", "content": p.system}] if isinstance(p.system, str) and p.system else [])
+                msgs.append({"role": "user", "content": p.prompt})
+                meta = {"tags": [p.category], "llmlab_feedback": float(quality[(p.prompt_id, m)])}
+                try:
+                    await router.acompletion(model=m, messages=msgs, metadata=meta, max_tokens=64)
+                except Exception:  # noqa: BLE001 - the broken model's requests fail; the logger records them
+                    pass
+        await lg.aflush()
+
+    _run(traffic())
+    n_requests = len(prompts) * len(models)
+    prod = Store().results(lg.run_id)
+    assert len(prod) == sandbox.stats()["requests"] == n_requests
+    requests = production_requests(prod)
+    assert len(requests) == n_requests and (requests.loc[requests["model"] == broken, "status"] == "error").all()
+    # every production prompt matched an experiment prompt by content hash (no text stored)
+    assert prod["prompt"].isna().all()
+    mix = traffic_mix(res.run_id, lg.run_id)
+    assert mix["matched_to_experiment"].sum() == n_requests
+    assert (mix["share_production"] - mix["share_experiment"]).abs().max() < 1e-9
+    cmp = llmlab.compare_production(res.run_id, lg.run_id, by_category=False)
+    err = cmp[(cmp["metric"] == "error_rate") & (cmp["category"] == "(all)")].set_index("model")
+    assert err.loc[broken, "production"] == 1.0 and err.loc[broken, "experiment"] == 0.0
+    assert bool(err.loc[broken, "significant"]) and err.loc[broken, "p_value"] < 1e-6
+    others = [m for m in models if m != broken]
+    assert not err.loc[others, "significant"].any()
+    q = cmp[(cmp["metric"] == "quality")].set_index("model")
+    for m in others:  # quality from feedback: equal to the experiment's (the feedback was its scores)
+        assert q.loc[m, "production"] == pytest.approx(q.loc[m, "experiment"])
+        assert q.loc[m, "production_low"] <= q.loc[m, "production"] <= q.loc[m, "production_high"]
+    lat = cmp[cmp["metric"] == "latency_p95_ms"]
+    assert (lat["experiment_low"] <= lat["experiment"]).all() and (lat["experiment"] <= lat["experiment_high"]).all()
+    # re-route: fit exactly as from an experiment, and project against the config serving now
+    policy, projection = refit_from_production(lg.run_id, current=current_cfg, tolerance=0.05, min_n=2)
+    assert broken not in set(policy.mapping.values()) | {policy.default}
+    assert projection["current"]["share_by_model"].get(broken, 0) > 0
+    assert projection["quality_change"] > 0

@@ -6,6 +6,7 @@
 - :mod:`llmlab.production.proxy`: the instance the LiteLLM proxy loads from an exported config.
 - :mod:`llmlab.production.feedback`: :func:`feedback`, quality that arrives after the call.
 - :mod:`llmlab.production.compare`: :func:`compare_production`, production against the experiment.
+- :mod:`llmlab.production.reroute`: :func:`refit_from_production`, a policy fitted on production outcomes.
 
 This package's ``__init__`` imports neither LiteLLM nor pandas: ``LiteLLMLogger`` is loaded on first use.
 """
@@ -15,7 +16,8 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-__all__ = ["LiteLLMLogger", "compare_production", "feedback", "production_requests", "traffic_mix"]
+__all__ = ["LiteLLMLogger", "compare_production", "feedback", "policy_from_config", "production_requests",
+           "refit_from_production", "traffic_mix"]
 
 _LAZY = {
     "LiteLLMLogger": "llmlab.production.logger",
@@ -23,6 +25,8 @@ _LAZY = {
     "compare_production": "llmlab.production.compare",
     "production_requests": "llmlab.production.compare",
     "traffic_mix": "llmlab.production.compare",
+    "policy_from_config": "llmlab.production.reroute",
+    "refit_from_production": "llmlab.production.reroute",
 }
 
 

@@ -35,8 +35,8 @@ __all__ = ["CAPTURE_MODES", "FEEDBACK_KEY", "CATEGORY_KEY", "event_rows", "feedb
 
 #: ``hash``: a content hash of prompt and answer, no text (the default); ``full``: the text too (redacted).
 CAPTURE_MODES = ("hash", "full")
-#: Request metadata key whose value becomes a feedback score of the call (a number 0..1, a bool, or
-#: ``{"score": ..., "scale": "unit" | "binary" | "stars", "comment": ...}``).
+#: Request metadata key whose value becomes a feedback score of the call's successful attempt (a number 0..1, a
+#: bool, or ``{"score": ..., "scale": "unit" | "binary" | "stars", "comment": ...}``).
 FEEDBACK_KEY = "llmlab_feedback"
 #: Request metadata key naming the task category (else the first request tag that is not ``default``).
 CATEGORY_KEY = "llmlab_category"
@@ -263,7 +263,8 @@ def event_rows(kwargs: dict[str, Any], response_obj: Any, start_time: Any, end_t
               "system": redact(system) if capture == "full" and system else None,
               "reference": None, "scorer": None, "source_id": None}
     scores, feedback_error = [], None
-    if FEEDBACK_KEY in caller:
+    # on the successful attempt only: a request's metadata travels with each of its retries and fallbacks
+    if FEEDBACK_KEY in caller and ok:
         try:
             score, raw, comment = feedback_score(caller[FEEDBACK_KEY])
         except ValueError as exc:  # the call is still recorded; the bad feedback is reported by the caller
