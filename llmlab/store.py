@@ -255,10 +255,11 @@ class Store:
             return con.execute("SELECT max(version) FROM schema_migrations").fetchone()[0]
 
     # -- writes ------------------------------------------------------------------------------------------
-    def _append(self, table: str, columns: Sequence[str], rows: Sequence[dict[str, Any]],
+    @staticmethod
+    def _insert(con: Any, table: str, columns: Sequence[str], rows: Sequence[dict[str, Any]],
                 unique_by: Sequence[str] = ()) -> None:
-        """One bulk insert (one transaction) of ``rows`` from a pandas frame. With ``unique_by``, rows whose key
-        is already stored (or repeated within ``rows``) are skipped, which makes the insert idempotent."""
+        """One bulk insert of ``rows`` from a pandas frame on ``con``. With ``unique_by``, rows whose key is
+        already stored (or repeated within ``rows``) are skipped, which makes the insert idempotent."""
         if not rows:
             return
         import pandas as pd
@@ -273,15 +274,22 @@ class Store:
                    f"WHERE NOT EXISTS (SELECT 1 FROM {table} t WHERE {match})")
         else:
             sql = f"INSERT INTO {table} ({cols}) SELECT {cols} FROM _llmlab_rows"
-        with self.connect() as con:
-            con.register("_llmlab_rows", frame)
-            try:
-                con.execute(sql)
-            finally:
-                con.unregister("_llmlab_rows")
+        con.register("_llmlab_rows", frame)
+        try:
+            con.execute(sql)
+        finally:
+            con.unregister("_llmlab_rows")
 
-    def create_run(self, **fields: Any) -> str:
-        """Insert a run row (status ``running``) and return its ``run_id``; JSON-encodes list/dict fields."""
+    def _append(self, table: str, columns: Sequence[str], rows: Sequence[dict[str, Any]],
+                unique_by: Sequence[str] = ()) -> None:
+        """One bulk insert (one transaction, one short-lived connection) of ``rows``; see :meth:`_insert`."""
+        if not rows:
+            return
+        with self.connect() as con:
+            self._insert(con, table, columns, rows, unique_by)
+
+    @staticmethod
+    def _run_row(fields: dict[str, Any]) -> dict[str, Any]:
         row = {c: fields.get(c) for c in RUN_COLUMNS}
         row["run_id"] = row["run_id"] or new_id("r")
         row["created_at_utc"] = row["created_at_utc"] or utc_now()
@@ -292,8 +300,39 @@ class Store:
         for c in ("models", "params", "tags"):
             if row[c] is not None and not isinstance(row[c], str):
                 row[c] = json.dumps(row[c], default=str)
+        return row
+
+    def create_run(self, **fields: Any) -> str:
+        """Insert a run row (status ``running``) and return its ``run_id``; JSON-encodes list/dict fields."""
+        row = self._run_row(fields)
         self._append("runs", RUN_COLUMNS, [row], unique_by=("run_id",))  # idempotent: a re-sent run row is skipped
         return row["run_id"]
+
+    def append_batch(self, *, runs: Sequence[dict[str, Any]] = (), prompts: Sequence[dict[str, Any]] = (),
+                     calls: Sequence[dict[str, Any]] = (), scores: Sequence[dict[str, Any]] = (),
+                     run_params: dict[str, Any] | None = None) -> None:
+        """Runs, prompts, calls and scores in one connection and one transaction (the production logger's write).
+
+        Runs are skipped when their ``run_id`` is stored, prompts when their ``(run_id, prompt_id)`` is, calls as
+        in :meth:`append_calls`; scores are appended. ``run_params`` (``{run_id: params dict}``) replaces those
+        runs' ``params``. All or nothing: on an error the transaction is rolled back and the error raised.
+        """
+        with self.connect() as con:
+            con.execute("BEGIN TRANSACTION")
+            try:
+                self._insert(con, "runs", RUN_COLUMNS, [self._run_row(r) for r in runs], ("run_id",))
+                self._insert(con, "prompts", PROMPT_COLUMNS, prompts, ("run_id", "prompt_id"))
+                self._insert(con, "call_records", CALL_COLUMNS, calls, ("run_id", "call_id"))
+                for r in scores:
+                    r.setdefault("created_at_utc", utc_now())
+                self._insert(con, "scores", SCORE_COLUMNS, scores)
+                for run_id, params in (run_params or {}).items():
+                    con.execute("UPDATE runs SET params = ? WHERE run_id = ?", [json.dumps(params, default=str),
+                                                                                 run_id])
+                con.execute("COMMIT")
+            except Exception:
+                con.execute("ROLLBACK")
+                raise
 
     def finish_run(self, run_id: str, status: str = "finished") -> None:
         """Mark a run finished / cancelled / failed and stamp ``finished_at_utc``."""

@@ -6,9 +6,11 @@
 - ``submit`` never blocks and never raises: it puts the rows on a bounded ``queue.Queue`` (``queue_size``); when
   the queue is full the event is dropped and *counted* (``dropped``, a warning in the log on the first drop and
   every 1,000th, and ``dropped_rows`` in the run's ``params``).
-- One daemon thread writes in batches (at most ``batch_size`` events, at least every ``flush_interval_s``
-  seconds) through :class:`llmlab.store.Store` (short-lived connections, retried while another process holds
-  the file for ``lock_timeout_s`` seconds; inserts idempotent per ``call_id``).
+- One daemon thread drains the queue into its buffer every 50 ms and writes the buffer in one transaction every
+  ``flush_interval_s`` seconds (2 s; sooner when it holds ``batch_size`` events or on ``flush()``) through
+  :class:`llmlab.store.Store` (a short-lived connection, retried while another process holds the file for
+  ``lock_timeout_s`` seconds; inserts idempotent per ``call_id``). A DuckDB open + close costs about 25 ms of
+  CPU whatever the batch size, which is why writes are few.
 - A batch that still cannot be written is *spilled*: appended as JSON lines to a new segment in
   ``<db>.spill/`` beside the DuckDB file. The writer merges segments (its own and any other process's) when it
   starts and before each later batch once it has spilled; :func:`merge_spilled` does it on demand. A segment is
@@ -38,7 +40,7 @@ from typing import Any
 
 from llmlab.errors import OptionsError
 from llmlab.production.rows import CAPTURE_MODES
-from llmlab.store import RUN_COLUMNS, Store, new_id, utc_now
+from llmlab.store import Store, new_id, utc_now
 
 __all__ = ["Recorder", "merge_spilled", "spill_dir"]
 
@@ -70,16 +72,11 @@ def _decode(table: str, row: dict[str, Any]) -> dict[str, Any]:
     return row
 
 
-def _write_tables(store: Store, tables: dict[str, list[dict[str, Any]]]) -> None:
-    """Write grouped rows in dependency order; every step is idempotent except scores."""
-    for run in tables.get("runs", []):
-        store.create_run(**{c: run.get(c) for c in RUN_COLUMNS})
-    if tables.get("prompts"):
-        store.add_prompts(tables["prompts"], unique=True)
-    if tables.get("call_records"):
-        store.append_calls(tables["call_records"])
-    if tables.get("scores"):
-        store.append_scores(tables["scores"])
+def _write_tables(store: Store, tables: dict[str, list[dict[str, Any]]],
+                  run_params: dict[str, Any] | None = None) -> None:
+    """Write grouped rows in one connection and one transaction (:meth:`llmlab.store.Store.append_batch`)."""
+    store.append_batch(runs=tables.get("runs", []), prompts=tables.get("prompts", []),
+                       calls=tables.get("call_records", []), scores=tables.get("scores", []), run_params=run_params)
 
 
 def merge_spilled(store: Store) -> int:
@@ -135,7 +132,7 @@ class Recorder:
     """
 
     def __init__(self, db: Any = None, *, run_name: str | None = None, capture: str = "hash",
-                 queue_size: int = 10_000, batch_size: int = 1_000, flush_interval_s: float = 0.5,
+                 queue_size: int = 10_000, batch_size: int = 5_000, flush_interval_s: float = 2.0,
                  lock_timeout_s: float = 10.0) -> None:
         if capture not in CAPTURE_MODES:
             raise OptionsError(f"capture={capture!r}: use one of {', '.join(CAPTURE_MODES)}")
@@ -164,9 +161,12 @@ class Recorder:
         self._queue: queue.Queue[dict[str, Any]] = queue.Queue(maxsize=self.queue_size)
         self._cond = threading.Condition()
         self._stop = threading.Event()
+        self._flush_now = threading.Event()
         self.submitted = self.processed = 0
         self.rows_written = self.dropped = self.spilled = self.merged = 0
         self.callback_errors = self.feedback_errors = self.write_failures = 0
+        self.callback_ms = 0.0  # time spent inside LiteLLM's callbacks (the host's event loop), milliseconds
+        self.writer_cpu_ms = 0.0  # CPU time of the writer thread, milliseconds
         self._reported: tuple[int, ...] = ()
         self._spill_seq = 0
         self._has_spill = True  # merge what earlier processes left, once the store opens
@@ -195,6 +195,10 @@ class Recorder:
             self.submitted += 1
         return True
 
+    def count_time(self, seconds: float) -> None:
+        """Add the time one callback took (no lock: a float add; the figure is a statistic)."""
+        self.callback_ms += seconds * 1000.0
+
     def count_error(self, exc: BaseException) -> None:
         """Count an exception caught in a LiteLLM callback (logged at debug level, never raised)."""
         with self._cond:
@@ -212,17 +216,20 @@ class Recorder:
 
     def counters(self) -> dict[str, int]:
         """``rows_written, dropped_rows, spilled_rows, merged_rows, callback_errors, feedback_errors,
-        write_failures, pending`` (rows = call rows)."""
+        write_failures, callback_ms`` (time spent in LiteLLM's callbacks, on the host's event loop),
+        ``writer_cpu_ms`` (the writer thread's CPU time), ``pending`` (rows = call rows)."""
         with self._cond:
             return {"rows_written": self.rows_written, "dropped_rows": self.dropped, "spilled_rows": self.spilled,
                     "merged_rows": self.merged, "callback_errors": self.callback_errors,
                     "feedback_errors": self.feedback_errors, "write_failures": self.write_failures,
+                    "callback_ms": round(self.callback_ms, 1), "writer_cpu_ms": round(self.writer_cpu_ms, 1),
                     "pending": self.submitted - self.processed}
 
     def flush(self, timeout_s: float = 30.0) -> bool:
         """Block until every event submitted before this call is written or spilled (True), or ``timeout_s``
         passed (False). Safe from any thread except the writer's own."""
         deadline = time.monotonic() + timeout_s
+        self._flush_now.set()
         with self._cond:
             target = self.submitted
             while self.processed < target:
@@ -251,22 +258,32 @@ class Recorder:
         return self._store
 
     def _run(self) -> None:
+        buffer: list[dict[str, Any]] = []
+        next_write = time.monotonic()  # the first pass opens the store (and merges old spills) at once
         while True:
-            batch: list[dict[str, Any]] = []
-            try:
-                batch.append(self._queue.get(timeout=self.flush_interval_s))
-                while len(batch) < self.batch_size:
-                    batch.append(self._queue.get_nowait())
+            try:  # drain the bounded queue into the writer's buffer often, write it seldom (one transaction each)
+                buffer.append(self._queue.get(timeout=0.05))
+                while len(buffer) < self.batch_size:
+                    buffer.append(self._queue.get_nowait())
             except queue.Empty:
                 pass
+            stopping = self._stop.is_set() and self._queue.empty()
+            due = time.monotonic() >= next_write or self._flush_now.is_set() or len(buffer) >= self.batch_size
+            if not (due or stopping):
+                continue
+            self._flush_now.clear()
+            next_write = time.monotonic() + self.flush_interval_s
+            batch, buffer = buffer, []
+            cpu = time.thread_time()
             try:
                 self._write(batch)
             except Exception as exc:  # noqa: BLE001 - the writer must survive anything
                 log.error("llmlab: production writer error: %s", exc)
+            self.writer_cpu_ms += (time.thread_time() - cpu) * 1000.0
             with self._cond:
                 self.processed += len(batch)
                 self._cond.notify_all()
-            if self._stop.is_set() and self._queue.empty():
+            if stopping and not buffer:
                 self._finish()
                 return
 
@@ -294,12 +311,15 @@ class Recorder:
                     self.merged += n
                 if spill_dir(store.path).is_dir() and any(spill_dir(store.path).glob("*.jsonl")):
                     self._has_spill = True
-            if batch:
-                _write_tables(store, tables)
+            if batch:  # the rows and the run's counters in one transaction
+                params = self._params(written_now=len(batch))
+                _write_tables(store, tables, {self.run_id: params})
                 self._run_row = None
+                self._reported = self._key(params)
                 with self._cond:
                     self.rows_written += len(batch)
-            self._report(store)
+            else:
+                self._report(store)
         except Exception as exc:  # noqa: BLE001 - locked past the timeout, disk full, ...: spill, never lose
             with self._cond:
                 self.write_failures += 1
@@ -332,16 +352,25 @@ class Recorder:
         log.warning("llmlab: store %s not writable (%s); %d call row(s) spilled to %s (merged on the next write)",
                     self.path, exc, n_calls, folder / name)
 
-    def _report(self, store: Store, status: str | None = None) -> None:
-        """Keep the run's params current with the counters (only when they changed)."""
+    def _params(self, written_now: int = 0) -> dict[str, Any]:
         c = self.counters()
-        key = (c["rows_written"], c["dropped_rows"], c["spilled_rows"], c["callback_errors"], c["feedback_errors"])
+        c["rows_written"] += written_now
+        c.pop("pending")
+        return {"capture": self.capture, "queue_size": self.queue_size, **c}
+
+    @staticmethod
+    def _key(params: dict[str, Any]) -> tuple[int, ...]:
+        return tuple(params[k] for k in ("rows_written", "dropped_rows", "spilled_rows", "merged_rows",
+                                         "callback_errors", "feedback_errors"))  # not the timings: no churn
+
+    def _report(self, store: Store, status: str | None = None) -> None:
+        """Keep the run's params current with the counters between batches (only when they changed)."""
+        params = self._params()
+        key = self._key(params)
         if key == self._reported and status is None:
             return
         if self._run_row is not None:  # no run row yet: nothing recorded so far
             return
-        params = {"capture": self.capture, "queue_size": self.queue_size, **{k: v for k, v in c.items()
-                                                                               if k != "pending"}}
         with store.connect() as con:
             if status is None:
                 con.execute("UPDATE runs SET params = ? WHERE run_id = ?", [json.dumps(params), self.run_id])
