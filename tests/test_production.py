@@ -505,3 +505,32 @@ def test_compare_production_and_refit_from_production_feedback(sandbox, use_logg
     assert broken not in set(policy.mapping.values()) | {policy.default}
     assert projection["current"]["share_by_model"].get(broken, 0) > 0
     assert projection["quality_change"] > 0
+
+
+@pytest.mark.slow
+def test_the_production_notebook_runs_experiment_export_traffic_comparison_refit(tmp_path, monkeypatch):
+    from llmlab._jupyter import execute_notebook
+
+    db = tmp_path / "notebook.duckdb"
+    for k, v in {"LLMLAB_DB": str(db), "LLMLAB_REPORTS_DIR": str(tmp_path),
+                 "LLMLAB_SANDBOX_LATENCY_SCALE": "0.02"}.items():
+        monkeypatch.setenv(k, v)
+    monkeypatch.delenv("LLMLAB_SANDBOX_API_BASE", raising=False)
+    nb = execute_notebook(REPO / "notebooks" / "production.ipynb", output=tmp_path / "executed.ipynb",
+                          timeout_s=300, cwd=str(REPO / "notebooks"))
+    errors = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []) if o.output_type == "error"]
+    assert not errors
+    store = Store(db)
+    runs = store.runs().set_index("name")
+    assert runs.loc["production (simulated)", "source"] == "production"
+    prod = store.results(runs.loc["production (simulated)", "run_id"])
+    exp_prompts = store.prompts(runs.loc["experiment", "run_id"])
+    from llmlab.production import production_requests
+
+    # every prompt to the routed group and to each of three models; the routed group's fallbacks add attempts
+    assert len(production_requests(prod)) == len(exp_prompts) * 4 <= len(prod)
+    assert prod["prompt"].isna().all() and prod["quality"].notna().sum() > 0
+    cfg = yaml.safe_load((tmp_path / "production-refit.yaml").read_text())
+    assert cfg["litellm_settings"]["callbacks"] == ["llmlab.production.proxy.logger"]
+    texts = "".join(o.get("text", "") for c in nb.cells for o in c.get("outputs", []))
+    assert "projected quality change:" in texts

@@ -27,41 +27,67 @@ _LOOKUP = """
 
 def find_call(store: Store, ref: str) -> dict[str, Any] | None:
     """``{run_id, call_id, prompt_id, model}`` of the call ``ref`` names (see the module docstring), or None."""
+    return find_calls(store, [ref]).get(ref)
+
+
+def find_calls(store: Store, refs: list[str]) -> dict[str, dict[str, Any]]:
+    """:func:`find_call` for many references in one connection; references not found are left out."""
+    out: dict[str, dict[str, Any]] = {}
     with store.connect() as con:
-        row = con.execute(_LOOKUP, [ref, ref, ref]).fetchone()
-    return None if row is None else dict(zip(("run_id", "call_id", "prompt_id", "model"), row, strict=True))
+        for ref in refs:
+            row = con.execute(_LOOKUP, [ref, ref, ref]).fetchone()
+            if row is not None:
+                out[ref] = dict(zip(("run_id", "call_id", "prompt_id", "model"), row, strict=True))
+    return out
 
 
-def feedback(call: str, score: Any, *, scale: str = "unit", comment: str | None = None,
+def score_row(found: dict[str, Any], value: float, raw: float, comment: str | None) -> dict[str, Any]:
+    """The score row of one feedback (``kind='human', scorer='feedback'``)."""
+    return {**found, "kind": "human", "scorer": "feedback", "score": value, "raw_value": raw,
+            "comment": redact(comment) if comment else None, "created_at_utc": utc_now()}
+
+
+def feedback(call: Any, score: Any, *, scale: str = "unit", comment: str | None = None,
              store: Store | str | None = None, wait_s: float = 10.0) -> float:
     """Record feedback on one call; returns the normalized score (0..1).
 
     Args:
-        call: the llmlab ``call_id``, LiteLLM's ``litellm_call_id`` or the request's ``trace_id``.
+        call: the llmlab ``call_id``, LiteLLM's ``litellm_call_id`` (the SDK's
+            ``response._hidden_params["litellm_call_id"]``, the proxy's ``x-litellm-call-id`` header) or the
+            request's ``trace_id``; or the LiteLLM response object itself.
         score: a number in 0..1 (``scale="unit"``), a bool / 0-1 (``"binary"``) or 1..5 (``"stars"``).
         comment: free text, stored redacted.
         store: a :class:`~llmlab.store.Store` or its path (default ``LLMLAB_DB``).
-        wait_s: a call not found yet is looked up again after flushing this process's loggers (at most this
-            long: it may still be in a logger's queue) and merging spilled segments.
+        wait_s: a call not in the store yet (it may still be in a logger's queue: LiteLLM logs a call after it
+            returns) is handed to this process's logger for that store, which writes the feedback with the
+            call's row or as soon as the row is stored, for at least 60 s (then it is dropped and counted as a
+            feedback error). Without such a logger, CallNotFoundError.
 
     Raises:
         ValueError: score out of range or an unknown scale.
-        CallNotFoundError (a KeyError): no such call in the store.
+        CallNotFoundError (a KeyError): no such call in the store and no logger of this process to wait for it.
     """
+    if not isinstance(call, str):  # a LiteLLM response object: its litellm_call_id
+        call = (getattr(call, "_hidden_params", None) or {}).get("litellm_call_id") or call
+        if not isinstance(call, str):
+            raise CallNotFoundError("a LiteLLM response without a litellm_call_id: pass the call's id instead")
     value, raw, _ = feedback_score({"score": score, "scale": scale})
     st = store if isinstance(store, Store) else Store(store)
     found = find_call(st, call)
     if found is None:
         from llmlab.production.recorder import merge_spilled
 
-        for lg in _loggers():
-            lg.flush(wait_s)
         merge_spilled(st)
         found = find_call(st, call)
     if found is None:
+        # maybe still on its way through a logger of this process (LiteLLM logs after the call returns): the
+        # logger writes the feedback once the call's row is stored
+        loggers = [lg for lg in _loggers() if lg.recorder.path.resolve() == st.path.resolve()]
+        if loggers:
+            loggers[0].recorder.defer_feedback(call, value, raw, comment, wait_s=max(wait_s, 60.0))
+            return value
         raise CallNotFoundError(f"no call {call!r} (call_id, litellm_call_id or trace_id) in {st.path}")
-    st.append_scores([{**found, "kind": "human", "scorer": "feedback", "score": value, "raw_value": raw,
-                       "comment": redact(comment) if comment else None, "created_at_utc": utc_now()}])
+    st.append_scores([score_row(found, value, raw, comment)])
     return value
 
 

@@ -162,6 +162,7 @@ class Recorder:
         self._cond = threading.Condition()
         self._stop = threading.Event()
         self._flush_now = threading.Event()
+        self._pending_feedback: list[tuple[str, float, float, str | None, float]] = []
         self.submitted = self.processed = 0
         self.rows_written = self.dropped = self.spilled = self.merged = 0
         self.callback_errors = self.feedback_errors = self.write_failures = 0
@@ -194,6 +195,35 @@ class Recorder:
         with self._cond:
             self.submitted += 1
         return True
+
+    def defer_feedback(self, ref: str, score: float, raw: float, comment: str | None, wait_s: float) -> None:
+        """Write feedback on ``ref`` once its call is stored (looked up after each write, for ``wait_s``)."""
+        with self._cond:
+            self._pending_feedback.append((ref, score, raw, comment, time.monotonic() + wait_s))
+
+    def _resolve_feedback(self, store: Store) -> None:
+        from llmlab.production.feedback import find_calls, score_row
+
+        with self._cond:
+            pending, self._pending_feedback = self._pending_feedback, []
+        if not pending:
+            return
+        found = find_calls(store, [p[0] for p in pending])
+        rows, keep = [], []
+        now = time.monotonic()
+        for ref, score, raw, comment, deadline in pending:
+            if ref in found:
+                rows.append(score_row(found[ref], score, raw, comment))
+            elif now < deadline:
+                keep.append((ref, score, raw, comment, deadline))
+            else:
+                log.warning("llmlab: feedback on %r dropped: no such call was recorded", ref)
+                with self._cond:
+                    self.feedback_errors += 1
+        if rows:
+            store.append_scores(rows)
+        with self._cond:
+            self._pending_feedback[:0] = keep
 
     def count_time(self, seconds: float) -> None:
         """Add the time one callback took (no lock: a float add; the figure is a statistic)."""
@@ -320,6 +350,8 @@ class Recorder:
                     self.rows_written += len(batch)
             else:
                 self._report(store)
+            if self._pending_feedback:
+                self._resolve_feedback(store)
         except Exception as exc:  # noqa: BLE001 - locked past the timeout, disk full, ...: spill, never lose
             with self._cond:
                 self.write_failures += 1
