@@ -7,10 +7,11 @@ Starts the sandbox (in this process) and three real LiteLLM proxies (subprocesse
 same exported routing config: without callbacks, with a CustomLogger that does nothing (LiteLLM's own cost of
 having a callback), and with ``litellm_settings.callbacks: [llmlab.production.proxy.logger]``; sends the same
 requests to each in alternating rounds (so drift on a shared machine hits all) and prints each one's requests/s
-and the ratios. Afterwards it checks the logger's bookkeeping: rows in the store +
-rows reported dropped = the sandbox's request count (the sandbox counts every provider request, retries and
-fallbacks included). With ``--faults R`` a share R of the sandbox's requests fail with HTTP 500 (the issue's
-run: 2,000 requests at concurrency 50 with 10 % faults). The last line is one JSON object.
+and the ratios. Afterwards it checks the logger's bookkeeping against the sandbox's counters: every logging event
+LiteLLM delivered is a row or a reported drop, every successful provider request is a row, and it counts the
+failed attempts LiteLLM never reported to any callback (it logs a failure once per logging object, and the proxy
+can retry on the same one). With ``--faults R`` a share R of the sandbox's requests fail with HTTP 500 (the
+issue's run: 2,000 requests at concurrency 50 with 10 % faults). The last line is one JSON object.
 """
 
 from __future__ import annotations
@@ -111,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         times = dict.fromkeys(proxies, 0.0)
         statuses: dict[str, dict[int, int]] = {k: {} for k in proxies}
-        logged_requests = 0
+        outcomes: dict[str, int] = {"ok": 20}  # the logged proxy's warm-up: 20 successful provider requests
         for i, proxy in enumerate(proxies.values()):  # warm-up
             asyncio.run(_load(proxy.url, proxy.master_key, 20, 10, -100 * (i + 1)))
         if args.faults:
@@ -120,11 +121,13 @@ def main(argv: list[str] | None = None) -> int:
         for r in range(args.rounds):
             for name in order if r % 2 == 0 else order[::-1]:
                 proxy = proxies[name]
-                before = sb.request_count()
+                before = sb.stats()["by_outcome"]
                 elapsed, st = asyncio.run(_load(proxy.url, proxy.master_key, args.requests, args.concurrency,
                                                 r * args.requests))
                 if name == "with":
-                    logged_requests += sb.request_count() - before
+                    after = sb.stats()["by_outcome"]
+                    for k, v in after.items():
+                        outcomes[k] = outcomes.get(k, 0) + v - before.get(k, 0)
                 times[name] += elapsed
                 for k, v in st.items():
                     statuses[name][k] = statuses[name].get(k, 0) + v
@@ -140,30 +143,37 @@ def main(argv: list[str] | None = None) -> int:
         print(f"proxy with the logger:    {rps['with']:.1f} requests/s")
         print(f"ratio with / without:     {rps['with'] / rps['without']:.3f}")
         print(f"ratio with / no-op:       {rps['with'] / rps['noop']:.3f}  (llmlab's own share of the cost)")
-        # bookkeeping: every provider request of the measured rounds (plus the warm-up) is a row or a counted drop
-        expected = logged_requests + 20
+        # bookkeeping: every logging event LiteLLM delivered is a row or a counted drop; every successful provider
+        # request of the logged proxy is a row; failed attempts LiteLLM never reported are counted
+        expected_ok, requests = outcomes.get("ok", 0), sum(outcomes.values())
         deadline = time.monotonic() + 120
-        stored = dropped = -1
-        params = {}
+        stored = dropped = ok_rows = -1
+        params: dict = {}
         while time.monotonic() < deadline:
             store = Store(db)
             runs = store.sql("SELECT run_id, params FROM runs WHERE source = 'production'")
             if len(runs):
-                stored = int(store.sql("SELECT count(*) AS n FROM call_records WHERE run_id = ?",
-                                       [runs["run_id"].iloc[0]])["n"].iloc[0])
+                counts = store.sql("SELECT count(*) AS n, count(*) FILTER (WHERE status = 'ok') AS ok "
+                                   "FROM call_records WHERE run_id = ?", [runs["run_id"].iloc[0]])
+                stored, ok_rows = int(counts["n"].iloc[0]), int(counts["ok"].iloc[0])
                 params = json.loads(runs["params"].iloc[0] or "{}")
                 dropped = int(params.get("dropped_rows", 0))
-                if stored + dropped >= expected:
+                if stored + dropped == params.get("events_seen", -1) >= expected_ok:  # LiteLLM logs after answering
                     break
             time.sleep(0.5)
+        seen = int(params.get("events_seen", -1))
+        accounted = stored + dropped == seen and (ok_rows == expected_ok or dropped > 0)
         result.update(callback_ms_per_row=round(params.get("callback_ms", 0) / max(1, stored), 3),
-                      writer_cpu_ms_per_row=round(params.get("writer_cpu_ms", 0) / max(1, stored), 3))
+                      writer_cpu_ms_per_row=round(params.get("writer_cpu_ms", 0) / max(1, stored), 3),
+                      provider_requests=requests, provider_ok=expected_ok, events_delivered_by_litellm=seen,
+                      rows_stored=stored, ok_rows=ok_rows, rows_dropped_reported=dropped,
+                      failed_attempts_litellm_did_not_report=requests - seen, accounted=accounted)
         print(f"logger cost per row: {result['callback_ms_per_row']} ms in callbacks (the proxy's event loop), "
               f"{result['writer_cpu_ms_per_row']} ms CPU in the writer thread (as of the last batch)")
-        result.update(provider_requests_logged_proxy=expected, rows_stored=stored, rows_dropped_reported=dropped,
-                      accounted=stored + dropped == expected)
-        print(f"logged proxy: {expected} provider requests, {stored} rows stored, {dropped} reported dropped "
-              f"({'all accounted for' if stored + dropped == expected else 'MISMATCH'})")
+        print(f"logged proxy: {requests} provider requests ({expected_ok} ok); LiteLLM delivered {seen} logging "
+              f"events: {stored} rows stored ({ok_rows} ok), {dropped} reported dropped "
+              f"({'all accounted for' if accounted else 'MISMATCH'}); {requests - seen} failed attempts were "
+              "never reported by LiteLLM")
     finally:
         for proxy in proxies.values():
             proxy.stop()

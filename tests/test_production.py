@@ -400,7 +400,12 @@ def test_the_real_proxy_records_every_call_with_a_streamed_ttft_and_feedback_by_
 @pytest.mark.parametrize("queue_size", [10_000, 4])
 def test_faults_through_the_proxy_at_concurrency_lose_no_row_or_report_exactly_what_was_dropped(
         proxy_with_logger, sandbox, queue_size):
-    # benchmarks/logger_overhead.py --faults runs the issue's full size (2,000 requests, concurrency 50)
+    """Every logging event LiteLLM delivers is a row or a counted drop, exactly; every user request and every
+    successful provider request is a row. (LiteLLM reports a failure once per logging object: when the proxy
+    retries on the same one, a failed retry reaches no callback at all. Those attempts are counted here, as
+    the gap between the sandbox's 500s and the error rows, and the README gives the figure.)
+
+    benchmarks/logger_overhead.py --faults 0.1 runs the issue's full size (2,000 requests, concurrency 50)."""
     n, concurrency = 150, 25
     proxy, db = proxy_with_logger(LLMLAB_PRODUCTION_QUEUE_SIZE=str(queue_size),
                                   LLMLAB_PRODUCTION_FLUSH_INTERVAL_S="1.0")
@@ -414,22 +419,28 @@ def test_faults_through_the_proxy_at_concurrency_lose_no_row_or_report_exactly_w
     served = sandbox.stats()
     assert served["by_outcome"].get("500", 0) > 0
 
-    def accounted():
+    def settled():
         rows = _production_rows(db)
         if rows.empty:
             return None
         params = Store(db).run(rows["run_id"].iloc[0])["params"] or {}
-        dropped = params.get("dropped_rows", 0)
-        return (len(rows), dropped) if len(rows) + dropped == served["requests"] else None
+        seen = params.get("events_seen", -1)
+        # LiteLLM logs after answering: wait until it delivered (at least) one event per successful request
+        done = seen >= served["by_outcome"]["ok"] and len(rows) + params.get("dropped_rows", 0) == seen
+        return (rows, params) if done else None
 
-    got = _wait_for(accounted, timeout_s=60)
-    rows = _production_rows(db)
-    assert got, (served, len(rows), rows.groupby(["model", "status"]).size().to_dict(),
-                 Store(db).run(rows["run_id"].iloc[0])["params"], proxy.log()[-1500:])
-    stored, dropped = got
-    assert (stored == served["requests"] and dropped == 0) if queue_size == 10_000 else dropped > 0
-    rows = _production_rows(db)
-    assert (rows["status"] == "error").sum() <= served["by_outcome"]["500"]
+    got = _wait_for(settled, timeout_s=120)
+    assert got, (served, proxy.log()[-2000:])
+    rows, params = got
+    assert params["callback_errors"] == 0
+    assert len(rows) + params["dropped_rows"] == params["events_seen"] <= served["requests"]
+    if queue_size == 10_000:
+        assert params["dropped_rows"] == 0
+        assert rows["trace_id"].nunique() == n  # every user request
+        assert (rows["status"] == "ok").sum() == served["by_outcome"]["ok"]  # every successful provider request
+        assert (rows["status"] == "error").sum() <= served["by_outcome"]["500"]
+    else:
+        assert params["dropped_rows"] > 0 and params["queue_size"] == 4
 
 
 # ------------------------------------------------------------------------------------------------ back to the lab

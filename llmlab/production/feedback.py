@@ -59,7 +59,7 @@ def feedback(call: Any, score: Any, *, scale: str = "unit", comment: str | None 
         comment: free text, stored redacted.
         store: a :class:`~llmlab.store.Store` or its path (default ``LLMLAB_DB``).
         wait_s: a call not in the store yet (it may still be in a logger's queue: LiteLLM logs a call after it
-            returns) is handed to this process's logger for that store, which writes the feedback with the
+            returns) and named by a LiteLLM id (a UUID) is handed to this process's logger for that store, which writes the feedback with the
             call's row or as soon as the row is stored, for at least 60 s (then it is dropped and counted as a
             feedback error). Without such a logger, CallNotFoundError.
 
@@ -83,12 +83,22 @@ def feedback(call: Any, score: Any, *, scale: str = "unit", comment: str | None 
         # maybe still on its way through a logger of this process (LiteLLM logs after the call returns): the
         # logger writes the feedback once the call's row is stored
         loggers = [lg for lg in _loggers() if lg.recorder.path.resolve() == st.path.resolve()]
-        if loggers:
+        if loggers and _is_uuid(call):  # LiteLLM's ids are UUIDs; llmlab's call ids are not worth waiting for
             loggers[0].recorder.defer_feedback(call, value, raw, comment, wait_s=max(wait_s, 60.0))
             return value
         raise CallNotFoundError(f"no call {call!r} (call_id, litellm_call_id or trace_id) in {st.path}")
     st.append_scores([score_row(found, value, raw, comment)])
     return value
+
+
+def _is_uuid(text: str) -> bool:
+    import uuid
+
+    try:
+        uuid.UUID(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _loggers() -> list[Any]:

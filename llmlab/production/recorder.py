@@ -245,11 +245,13 @@ class Recorder:
             return self.submitted - self.processed
 
     def counters(self) -> dict[str, int]:
-        """``rows_written, dropped_rows, spilled_rows, merged_rows, callback_errors, feedback_errors,
+        """``events_seen`` (LiteLLM logging events received), ``rows_written, dropped_rows, spilled_rows,
+        merged_rows, callback_errors, feedback_errors,
         write_failures, callback_ms`` (time spent in LiteLLM's callbacks, on the host's event loop),
         ``writer_cpu_ms`` (the writer thread's CPU time), ``pending`` (rows = call rows)."""
         with self._cond:
-            return {"rows_written": self.rows_written, "dropped_rows": self.dropped, "spilled_rows": self.spilled,
+            return {"events_seen": self.submitted, "rows_written": self.rows_written, "dropped_rows": self.dropped,
+                    "spilled_rows": self.spilled,
                     "merged_rows": self.merged, "callback_errors": self.callback_errors,
                     "feedback_errors": self.feedback_errors, "write_failures": self.write_failures,
                     "callback_ms": round(self.callback_ms, 1), "writer_cpu_ms": round(self.writer_cpu_ms, 1),
@@ -392,7 +394,7 @@ class Recorder:
 
     @staticmethod
     def _key(params: dict[str, Any]) -> tuple[int, ...]:
-        return tuple(params[k] for k in ("rows_written", "dropped_rows", "spilled_rows", "merged_rows",
+        return tuple(params[k] for k in ("events_seen", "rows_written", "dropped_rows", "spilled_rows", "merged_rows",
                                          "callback_errors", "feedback_errors"))  # not the timings: no churn
 
     def _report(self, store: Store, status: str | None = None) -> None:
