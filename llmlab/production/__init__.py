@@ -4,7 +4,8 @@
 - :mod:`llmlab.production.recorder`: the bounded queue, the background writer, spill and merge.
 - :mod:`llmlab.production.logger`: :class:`LiteLLMLogger`, the LiteLLM ``CustomLogger`` (imports LiteLLM).
 - :mod:`llmlab.production.proxy`: the instance the LiteLLM proxy loads from an exported config.
-- :mod:`llmlab.production.feedback`: :func:`feedback`, quality that arrives after the call.
+- :mod:`llmlab.production.feedback`: :func:`feedback`, quality that arrives after the call (:mod:`~llmlab.production.lookup`
+  finds the call).
 - :mod:`llmlab.production.compare`: :func:`compare_production`, production against the experiment.
 - :mod:`llmlab.production.reroute`: :func:`refit_from_production`, a policy fitted on production outcomes.
 

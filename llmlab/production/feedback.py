@@ -12,40 +12,11 @@ from __future__ import annotations
 from typing import Any
 
 from llmlab.errors import CallNotFoundError
+from llmlab.production.lookup import find_call, score_row
 from llmlab.production.rows import feedback_score
-from llmlab.redaction import redact
-from llmlab.store import Store, utc_now
+from llmlab.store import Store
 
-__all__ = ["feedback", "find_call"]
-
-_LOOKUP = """
-    SELECT run_id, call_id, prompt_id, model FROM call_records
-    WHERE call_id = ? OR litellm_call_id = ? OR trace_id = ?
-    ORDER BY (status = 'ok') DESC, created_at_utc DESC LIMIT 1
-"""
-
-
-def find_call(store: Store, ref: str) -> dict[str, Any] | None:
-    """``{run_id, call_id, prompt_id, model}`` of the call ``ref`` names (see the module docstring), or None."""
-    return find_calls(store, [ref]).get(ref)
-
-
-def find_calls(store: Store, refs: list[str]) -> dict[str, dict[str, Any]]:
-    """:func:`find_call` for many references in one connection; references not found are left out."""
-    out: dict[str, dict[str, Any]] = {}
-    with store.connect() as con:
-        for ref in refs:
-            row = con.execute(_LOOKUP, [ref, ref, ref]).fetchone()
-            if row is not None:
-                out[ref] = dict(zip(("run_id", "call_id", "prompt_id", "model"), row, strict=True))
-    return out
-
-
-def score_row(found: dict[str, Any], value: float, raw: float, comment: str | None) -> dict[str, Any]:
-    """The score row of one feedback (``kind='human', scorer='feedback'``)."""
-    return {**found, "kind": "human", "scorer": "feedback", "score": value, "raw_value": raw,
-            "comment": redact(comment) if comment else None, "created_at_utc": utc_now()}
-
+__all__ = ["feedback"]
 
 def feedback(call: Any, score: Any, *, scale: str = "unit", comment: str | None = None,
              store: Store | str | None = None, wait_s: float = 10.0) -> float:

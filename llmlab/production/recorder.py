@@ -202,7 +202,7 @@ class Recorder:
             self._pending_feedback.append((ref, score, raw, comment, time.monotonic() + wait_s))
 
     def _resolve_feedback(self, store: Store) -> None:
-        from llmlab.production.feedback import find_calls, score_row
+        from llmlab.production.lookup import find_calls, score_row
 
         with self._cond:
             pending, self._pending_feedback = self._pending_feedback, []
