@@ -82,6 +82,10 @@ _LAZY = {
     "scorer": ("llmlab.scoring.scorers", "scorer"),
     "rescore": ("llmlab.scoring.scorers", "rescore"),
     "semantic_scorer": ("llmlab.scoring.semantic", "semantic_scorer"),
+    "LiteLLMLogger": ("llmlab.production.logger", "LiteLLMLogger"),
+    "feedback": ("llmlab.production.feedback", "feedback"),
+    "compare_production": ("llmlab.production.compare", "compare_production"),
+    "refit_from_production": ("llmlab.production.reroute", "refit_from_production"),
 }
 
 # llmlab.report is a module you can call: llmlab.report(run, path)

@@ -222,4 +222,25 @@ MIGRATIONS: list[tuple[str, str]] = [
         );
         """,
     ),
+    (
+        "production calls: litellm_call_id, trace_id, model_group, deployment, metadata, prompt_hash, response_hash",
+        """
+        ALTER TABLE call_records ADD COLUMN IF NOT EXISTS litellm_call_id VARCHAR;  -- LiteLLM's id (x-litellm-call-id)
+        ALTER TABLE call_records ADD COLUMN IF NOT EXISTS trace_id VARCHAR;     -- shared by a request's retries / fallbacks
+        ALTER TABLE call_records ADD COLUMN IF NOT EXISTS model_group VARCHAR;  -- the LiteLLM model group asked for
+        ALTER TABLE call_records ADD COLUMN IF NOT EXISTS deployment VARCHAR;   -- the deployment used (model_info.id)
+        ALTER TABLE call_records ADD COLUMN IF NOT EXISTS metadata VARCHAR;     -- JSON: request tags and metadata (redacted)
+        ALTER TABLE call_records ADD COLUMN IF NOT EXISTS prompt_hash VARCHAR;  -- sha256 hex of the prompt (prompt_id_for)
+        ALTER TABLE call_records ADD COLUMN IF NOT EXISTS response_hash VARCHAR; -- sha256 hex of the answer text
+        CREATE OR REPLACE VIEW calls AS
+            SELECT c.run_id, c.call_id, c.prompt_id, c.sample_index, p.category, c.model, c.answered_by,
+                   c.status, c.error_type, c.http_status, c.error_message, c.attempts, c.fallbacks_taken,
+                   c.retry_wait_ms, c.latency_ms, c.ttft_ms, c.input_tokens, c.output_tokens, c.cost_usd,
+                   c.cached, c.response, c.finish_reason, c.created_at_utc, p.prompt, p.reference, p.scorer,
+                   c.cache_key, c.source_call_id, c.attempt_log, c.tool_calls, c.response_mode, p.messages,
+                   p.response_format, p.tools, p.tool_choice, c.litellm_call_id, c.trace_id, c.model_group,
+                   c.deployment, c.metadata, c.prompt_hash, c.response_hash
+            FROM call_records c LEFT JOIN prompts p ON p.run_id = c.run_id AND p.prompt_id = c.prompt_id;
+        """,
+    ),
 ]

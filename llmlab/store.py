@@ -17,7 +17,8 @@ is writing):
   response, finish_reason, created_at_utc, prompt, reference, scorer, cache_key, source_call_id, attempt_log,
   tool_calls`` (JSON list of ``{id, name, arguments}``, NULL when the model called no tool), ``response_mode``
   (how a ``response_format`` reached the provider: ``json_schema``, ``json_tool``, ``output_format``,
-  ``json_object``; NULL without one), ``messages, response_format, tools, tool_choice`` (the prompt's).
+  ``json_object``; NULL without one), ``messages, response_format, tools, tool_choice`` (the prompt's), ``litellm_call_id, trace_id, model_group, deployment, metadata, prompt_hash,
+  response_hash`` (set by the production logger, :mod:`llmlab.production`).
 - ``scores``: one row per score (``kind`` auto / judge / human; ``scorer``, ``version``, ``score`` 0..1,
   ``passed``, ``rationale``) and the view ``call_quality`` (per call and scorer the latest score; then the latest
   human rating, else the mean judge score, else the mean deterministic score, as ``quality`` in 0..1).
@@ -79,6 +80,8 @@ CALL_COLUMNS = (
     "http_status", "error_message", "attempts", "fallbacks_taken", "retry_wait_ms", "latency_ms", "ttft_ms",
     "input_tokens", "output_tokens", "cost_usd", "cached", "cache_key", "source_call_id", "response",
     "finish_reason", "attempt_log", "created_at_utc", "tool_calls", "response_mode",
+    "finish_reason", "attempt_log", "created_at_utc", "litellm_call_id", "trace_id", "model_group", "deployment",
+    "metadata", "prompt_hash", "response_hash",
 )
 #: The value every call row starts from (a call that never got an answer is an error row).
 CALL_DEFAULTS: dict[str, Any] = {
@@ -87,6 +90,8 @@ CALL_DEFAULTS: dict[str, Any] = {
     "input_tokens": None, "output_tokens": None, "cost_usd": None, "cached": False, "source_call_id": None,
     "response": None, "finish_reason": None, "attempt_log": "[]", "created_at_utc": None,
     "tool_calls": None, "response_mode": None,
+    "litellm_call_id": None, "trace_id": None, "model_group": None, "deployment": None, "metadata": None,
+    "prompt_hash": None, "response_hash": None,
 }
 
 
@@ -321,10 +326,11 @@ class Store:
             return con.execute("SELECT max(version) FROM schema_migrations").fetchone()[0]
 
     # -- writes ------------------------------------------------------------------------------------------
-    def _append(self, table: str, columns: Sequence[str], rows: Sequence[dict[str, Any]],
+    @staticmethod
+    def _insert(con: Any, table: str, columns: Sequence[str], rows: Sequence[dict[str, Any]],
                 unique_by: Sequence[str] = ()) -> None:
-        """One bulk insert (one transaction) of ``rows`` from a pandas frame. With ``unique_by``, rows whose key
-        is already stored (or repeated within ``rows``) are skipped, which makes the insert idempotent."""
+        """One bulk insert of ``rows`` from a pandas frame on ``con``. With ``unique_by``, rows whose key is
+        already stored (or repeated within ``rows``) are skipped, which makes the insert idempotent."""
         if not rows:
             return
         import pandas as pd
@@ -339,15 +345,22 @@ class Store:
                    f"WHERE NOT EXISTS (SELECT 1 FROM {table} t WHERE {match})")
         else:
             sql = f"INSERT INTO {table} ({cols}) SELECT {cols} FROM _llmlab_rows"
-        with self.connect() as con:
-            con.register("_llmlab_rows", frame)
-            try:
-                con.execute(sql)
-            finally:
-                con.unregister("_llmlab_rows")
+        con.register("_llmlab_rows", frame)
+        try:
+            con.execute(sql)
+        finally:
+            con.unregister("_llmlab_rows")
 
-    def create_run(self, **fields: Any) -> str:
-        """Insert a run row (status ``running``) and return its ``run_id``; JSON-encodes list/dict fields."""
+    def _append(self, table: str, columns: Sequence[str], rows: Sequence[dict[str, Any]],
+                unique_by: Sequence[str] = ()) -> None:
+        """One bulk insert (one transaction, one short-lived connection) of ``rows``; see :meth:`_insert`."""
+        if not rows:
+            return
+        with self.connect() as con:
+            self._insert(con, table, columns, rows, unique_by)
+
+    @staticmethod
+    def _run_row(fields: dict[str, Any]) -> dict[str, Any]:
         row = {c: fields.get(c) for c in RUN_COLUMNS}
         row["run_id"] = row["run_id"] or new_id("r")
         row["created_at_utc"] = row["created_at_utc"] or utc_now()
@@ -358,17 +371,49 @@ class Store:
         for c in ("models", "params", "tags"):
             if row[c] is not None and not isinstance(row[c], str):
                 row[c] = json.dumps(row[c], default=str)
-        self._append("runs", RUN_COLUMNS, [row])
+        return row
+
+    def create_run(self, **fields: Any) -> str:
+        """Insert a run row (status ``running``) and return its ``run_id``; JSON-encodes list/dict fields."""
+        row = self._run_row(fields)
+        self._append("runs", RUN_COLUMNS, [row], unique_by=("run_id",))  # idempotent: a re-sent run row is skipped
         return row["run_id"]
+
+    def append_batch(self, *, runs: Sequence[dict[str, Any]] = (), prompts: Sequence[dict[str, Any]] = (),
+                     calls: Sequence[dict[str, Any]] = (), scores: Sequence[dict[str, Any]] = (),
+                     run_params: dict[str, Any] | None = None) -> None:
+        """Runs, prompts, calls and scores in one connection and one transaction (the production logger's write).
+
+        Runs are skipped when their ``run_id`` is stored, prompts when their ``(run_id, prompt_id)`` is, calls as
+        in :meth:`append_calls`; scores are appended. ``run_params`` (``{run_id: params dict}``) replaces those
+        runs' ``params``. All or nothing: on an error the transaction is rolled back and the error raised.
+        """
+        with self.connect() as con:
+            con.execute("BEGIN TRANSACTION")
+            try:
+                self._insert(con, "runs", RUN_COLUMNS, [self._run_row(r) for r in runs], ("run_id",))
+                self._insert(con, "prompts", PROMPT_COLUMNS, prompts, ("run_id", "prompt_id"))
+                self._insert(con, "call_records", CALL_COLUMNS, calls, ("run_id", "call_id"))
+                for r in scores:
+                    r.setdefault("created_at_utc", utc_now())
+                self._insert(con, "scores", SCORE_COLUMNS, scores)
+                for run_id, params in (run_params or {}).items():
+                    con.execute("UPDATE runs SET params = ? WHERE run_id = ?", [json.dumps(params, default=str),
+                                                                                 run_id])
+                con.execute("COMMIT")
+            except Exception:
+                con.execute("ROLLBACK")
+                raise
 
     def finish_run(self, run_id: str, status: str = "finished") -> None:
         """Mark a run finished / cancelled / failed and stamp ``finished_at_utc``."""
         with self.connect() as con:
             con.execute("UPDATE runs SET status = ?, finished_at_utc = ? WHERE run_id = ?", [status, utc_now(), run_id])
 
-    def add_prompts(self, rows: Sequence[dict[str, Any]]) -> None:
-        """Append prompt rows (``PROMPT_COLUMNS``)."""
-        self._append("prompts", PROMPT_COLUMNS, rows)
+    def add_prompts(self, rows: Sequence[dict[str, Any]], *, unique: bool = False) -> None:
+        """Append prompt rows (``PROMPT_COLUMNS``); with ``unique``, a ``(run_id, prompt_id)`` already stored (or
+        repeated within ``rows``) is skipped."""
+        self._append("prompts", PROMPT_COLUMNS, rows, unique_by=("run_id", "prompt_id") if unique else ())
 
     def append_calls(self, rows: Sequence[dict[str, Any]]) -> None:
         """Append final call rows (``CALL_COLUMNS``) in one bulk insert (one transaction).

@@ -104,7 +104,7 @@ def _num(x: Any) -> Any:
 
 
 def litellm_config(table: Any, *, public_model_name: str = "llmlab-router", run_id: str | None = None,
-                   num_retries: int = 2, timeout_s: float = 60.0) -> dict[str, Any]:
+                   num_retries: int = 2, timeout_s: float = 60.0, production_logger: bool = False) -> dict[str, Any]:
     """Build the LiteLLM proxy config (a dict ready for ``yaml.safe_dump``) from a routing table.
 
     Args:
@@ -113,6 +113,10 @@ def litellm_config(table: Any, *, public_model_name: str = "llmlab-router", run_
         public_model_name: the model name clients call.
         run_id: the run the table was fitted on (provenance).
         num_retries, timeout_s: LiteLLM router settings (timeout in seconds).
+        production_logger: add ``litellm_settings: {callbacks: [llmlab.production.proxy.logger]}``, so the
+            LiteLLM proxy records every call into the llmlab store named by ``LLMLAB_DB`` (its other settings
+            from ``LLMLAB_PRODUCTION_*``: :data:`llmlab.production.logger.ENV`). ``litellm.Router`` ignores it
+            (set ``litellm.callbacks = [llmlab.LiteLLMLogger()]`` there).
 
     Raises RoutingError for an empty table, a table without a ``default`` row, or a model with no price.
     """
@@ -149,7 +153,11 @@ def litellm_config(table: Any, *, public_model_name: str = "llmlab-router", run_
     }
     if groups:
         router_settings["fallbacks"] = [{public_model_name: groups}]
-    return {"model_list": model_list, "router_settings": router_settings}
+    config: dict[str, Any] = {"model_list": model_list, "router_settings": router_settings}
+    if production_logger:
+        # the module path LiteLLM's proxy imports (llmlab.production.proxy.CALLBACK; not imported here: layers)
+        config["litellm_settings"] = {"callbacks": ["llmlab.production.proxy.logger"]}
+    return config
 
 
 def router_kwargs(config: dict[str, Any]) -> dict[str, Any]:
