@@ -79,8 +79,7 @@ CALL_COLUMNS = (
     "call_id", "run_id", "prompt_id", "sample_index", "model", "answered_by", "status", "error_type",
     "http_status", "error_message", "attempts", "fallbacks_taken", "retry_wait_ms", "latency_ms", "ttft_ms",
     "input_tokens", "output_tokens", "cost_usd", "cached", "cache_key", "source_call_id", "response",
-    "finish_reason", "attempt_log", "created_at_utc", "tool_calls", "response_mode",
-    "finish_reason", "attempt_log", "created_at_utc", "litellm_call_id", "trace_id", "model_group", "deployment",
+    "finish_reason", "attempt_log", "created_at_utc", "tool_calls", "response_mode", "litellm_call_id", "trace_id", "model_group", "deployment",
     "metadata", "prompt_hash", "response_hash",
 )
 #: The value every call row starts from (a call that never got an answer is an error row).
@@ -348,8 +347,12 @@ class Store:
         con.register("_llmlab_rows", frame)
         try:
             con.execute(sql)
-        finally:
-            con.unregister("_llmlab_rows")
+        except Exception:
+            # an aborted transaction refuses the unregister too: keep the insert's own error for the caller
+            with contextlib.suppress(Exception):
+                con.unregister("_llmlab_rows")
+            raise
+        con.unregister("_llmlab_rows")
 
     def _append(self, table: str, columns: Sequence[str], rows: Sequence[dict[str, Any]],
                 unique_by: Sequence[str] = ()) -> None:

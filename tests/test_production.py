@@ -123,6 +123,11 @@ def test_an_application_loop_of_acompletion_calls_records_every_call(sandbox, us
     ll.completion(model="openai/frontier", api_base=sandbox.api_base, api_key="k", messages=_msgs("sync call"))
     assert lg.flush(60)
     served = sandbox.stats()
+    # LiteLLM delivers a sync call's success event from its own thread after the call returns: wait for it
+    deadline = time.monotonic() + 60
+    while len(Store().results(lg.run_id)) < served["requests"] and time.monotonic() < deadline:
+        time.sleep(0.2)
+        lg.flush(10)
     res = Store().results(lg.run_id)
     assert len(res) == served["requests"] == 13
     assert lg.counters()["callback_errors"] == 0 and lg.dropped == 0
