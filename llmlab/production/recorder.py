@@ -244,7 +244,7 @@ class Recorder:
         with self._cond:
             return self.submitted - self.processed
 
-    def counters(self) -> dict[str, int]:
+    def counters(self) -> dict[str, float]:
         """``events_seen`` (LiteLLM logging events received), ``rows_written, dropped_rows, spilled_rows,
         merged_rows, callback_errors, feedback_errors,
         write_failures, callback_ms`` (time spent in LiteLLM's callbacks, on the host's event loop),

@@ -7,7 +7,7 @@ import codecs
 import csv
 import io
 import json
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Generator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -93,7 +93,7 @@ def _decoded(path: Path, encoding: str | None) -> str:
         ) from None
 
 
-def _lines(path: Path, encoding: str | None) -> Iterator[tuple[int, str]]:
+def _lines(path: Path, encoding: str | None) -> Generator[tuple[int, str], None, None]:
     """The file's lines as ``(line number, text)``, decoded one line at a time (memory: one line, not the file),
     with the same errors as :func:`_decoded`. Encodings whose newline is not the byte ``\\n`` (UTF-16, UTF-32) are
     decoded whole."""
