@@ -26,18 +26,10 @@ def policy_from_config(config: Mapping[str, Any] | str, *, public_model_name: st
     Raises RoutingError when the config cannot be read or has no deployment of ``public_model_name`` with a
     ``default`` tag.
     """
-    from llmlab.routing.litellm_config import fallbacks_from_config  # validates and reads the file
+    from llmlab.routing.litellm_config import read_litellm_config
     from llmlab.routing.policies import CategoryPolicy
 
-    if not isinstance(config, Mapping):
-        import yaml
-
-        try:
-            with open(config, encoding="utf-8") as fh:
-                config = yaml.safe_load(fh)
-        except (OSError, yaml.YAMLError) as exc:
-            raise RoutingError(f"cannot read the LiteLLM config {config}: {exc}") from exc
-    fallbacks_from_config(config)  # raises RoutingError for a file that is not a LiteLLM config
+    config = read_litellm_config(config)  # RoutingError for a file that cannot be read or is no LiteLLM config
     mapping: dict[str, str] = {}
     default = None
     for dep in config.get("model_list") or []:

@@ -47,6 +47,7 @@ __all__ = [
     "export_litellm_config",
     "PROVIDER_KEY_ENV",
     "fallbacks_from_config",
+    "read_litellm_config",
     "litellm_config",
     "router_kwargs",
     "write_litellm_config",
@@ -195,6 +196,22 @@ def _config_model_name(params: Mapping[str, Any]) -> str | None:
     return str(model)
 
 
+def read_litellm_config(config: Mapping[str, Any] | str | os.PathLike[str]) -> Mapping[str, Any]:
+    """A LiteLLM config as a mapping: ``config`` itself, or its YAML file read. Raises RoutingError when the file
+    cannot be read or parsed, or the config has no ``model_list``."""
+    if not isinstance(config, Mapping):
+        import yaml
+
+        try:
+            with open(config, encoding="utf-8") as fh:
+                config = yaml.safe_load(fh)
+        except (OSError, yaml.YAMLError) as exc:
+            raise RoutingError(f"cannot read the LiteLLM config {config}: {exc}") from exc
+    if not isinstance(config, Mapping) or not isinstance(config.get("model_list"), list):
+        raise RoutingError("not a LiteLLM config: no model_list")
+    return config
+
+
 def fallbacks_from_config(config: Mapping[str, Any] | str | os.PathLike[str]) -> dict[str, list[str]]:
     """Fallback chains, per routed model, from a LiteLLM proxy config (as written by
     :func:`llmlab.routing.litellm_config.write_litellm_config`, or any LiteLLM config with ``router_settings.fallbacks``).
@@ -212,16 +229,7 @@ def fallbacks_from_config(config: Mapping[str, Any] | str | os.PathLike[str]) ->
     Raises:
         RoutingError: the file cannot be read or parsed, or it has no ``model_list``.
     """
-    if not isinstance(config, Mapping):
-        import yaml
-
-        try:
-            with open(config, encoding="utf-8") as fh:
-                config = yaml.safe_load(fh)
-        except (OSError, yaml.YAMLError) as exc:
-            raise RoutingError(f"cannot read the LiteLLM config {config}: {exc}") from exc
-    if not isinstance(config, Mapping) or not isinstance(config.get("model_list"), list):
-        raise RoutingError("not a LiteLLM config: no model_list")
+    config = read_litellm_config(config)
     groups: dict[str, list[str]] = {}
     for dep in config["model_list"]:
         if not isinstance(dep, Mapping):
