@@ -85,3 +85,34 @@ def test_show_runs_and_json_outputs(sandbox, capsys, monkeypatch):
     assert main(["runs", "--json"]) == 0
     listed = json.loads(capsys.readouterr().out)
     assert listed[0]["run_id"] == res.run_id and "n_prompts" in listed[0]   # every column in JSON
+
+
+def _routing_results(n: int = 6) -> pd.DataFrame:
+    rows = []
+    for cat, quality in (("extraction", {"sandbox/frontier": 1.0, "sandbox/tiny": 1.0}),
+                         ("reasoning-with-a-long-category-name", {"sandbox/frontier": 1.0, "sandbox/tiny": 0.0}),
+                         ("evil\x1b[31m", {"sandbox/frontier": 1.0, "sandbox/tiny": 1.0})):
+        for i in range(n):
+            for model, cost in (("sandbox/frontier", 0.001), ("sandbox/tiny", 0.0)):
+                rows.append({"prompt_id": f"{cat}-{i}", "sample_index": 0, "model": model, "category": cat,
+                             "quality": quality[model], "latency_ms": 100.0 + i, "cost_usd": cost, "status": "ok",
+                             "cached": False, "ttft_ms": None, "input_tokens": 10, "output_tokens": 5})
+    return pd.DataFrame(rows)
+
+
+@pytest.mark.parametrize("width", [60, 80])
+def test_a_routing_table_prints_every_route_and_reason_in_a_plain_repl(width, monkeypatch):
+    monkeypatch.setenv("COLUMNS", str(width))
+    table = llmlab.routing_table(_routing_results(), min_n=5)
+    text = repr(table)
+    assert "[4 rows x 11 columns]" not in text and "..." not in text
+    lines = text.splitlines()
+    assert max(len(line) for line in lines) <= width
+    assert " ".join(text.split()).startswith("routing table: 3 categories + default (tolerance 0.02, min_n 5")
+    for row in table.to_dict("records"):                    # every category's model and reason is visible
+        assert f"→ {row['model']}" in text
+        assert " ".join(row["reason"].split())[:30] in " ".join(text.split())
+    assert "free" in text                                   # price 0 reads as free, not $0
+    assert "\x1b" not in text and "evil\\x1b[31m" in text    # a category's escape codes are shown, not obeyed
+    assert isinstance(table, pd.DataFrame) and table.attrs["routing_settings"]["min_n"] == 5
+    assert "model" in repr(table[["model"]])                # a slice without the table's columns prints as pandas

@@ -125,7 +125,8 @@ def routing_table(results: Any, *, tolerance: float | None = ROUTING_DEFAULTS["t
             (on calls rated by both) is at least this; otherwise quality is the human rating, else the
             deterministic score (:func:`llmlab.analysis.agreement.trusted_quality`). None: always trust it.
 
-    Returns a DataFrame with columns ``category, model, quality, quality_ci_low, quality_ci_high, n,
+    Returns a :class:`~llmlab.routing.table_frame.RoutingTable` (a DataFrame that prints as readable text in a
+    terminal) with columns ``category, model, quality, quality_ci_low, quality_ci_high, n,
     latency_p95_ms, cost_per_1k_prompts_usd (USD), error_rate, fallbacks (list of models), reason``: one row per
     category with enough data, then the ``default`` row. When no model meets the targets in a category, the row
     holds the best-quality model and says so in ``reason``. ``table.attrs["routing_settings"]`` holds the settings
@@ -133,7 +134,7 @@ def routing_table(results: Any, *, tolerance: float | None = ROUTING_DEFAULTS["t
 
     Raises RoutingError when there are no results, no categories or no quality scores.
     """
-    import pandas as pd
+    from llmlab.routing.table_frame import RoutingTable
 
     if models is not None:
         keep = set(models)
@@ -160,7 +161,7 @@ def routing_table(results: Any, *, tolerance: float | None = ROUTING_DEFAULTS["t
     if default is None:
         raise RoutingError("no model has a scored call: cannot choose a default route")
     rows.append(default)
-    table = pd.DataFrame(rows, columns=list(TABLE_COLUMNS))
+    table = RoutingTable(rows, columns=list(TABLE_COLUMNS))
     table.attrs["routing_settings"] = dict(kw)
     return table
 
