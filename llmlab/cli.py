@@ -360,9 +360,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
                 print(f"exported: {export_run(args.run, args.parquet, store=store)}")
                 return 0
+            from llmlab.transfer import results_text
+
             results = store.results(store.resolve_run(args.run))
-            text = (results.to_csv(index=False) if args.csv
-                    else results.to_json(orient="records", date_format="iso", default_handler=str) + "\n")
+            text = results_text(results, "csv" if args.csv else "json")
             if args.output:
                 from pathlib import Path
 

@@ -39,8 +39,10 @@ from llmlab.store import Store, utc_now
 
 __all__ = [
     "FORMAT_VERSION",
+    "RESULTS_FORMATS",
     "calls_checksum_sql",
     "export_run",
+    "results_text",
     "import_run",
 ]
 
@@ -56,6 +58,23 @@ _KEYS = {
     "call_records": ("run_id", "call_id"),
     "scores": ("run_id", "call_id", "kind", "scorer", "created_at_utc"),
 }
+
+
+#: The text formats of :func:`results_text` and their file suffixes.
+RESULTS_FORMATS = {"csv": ".csv", "json": ".json"}
+
+
+def results_text(results: Any, fmt: str) -> str:
+    """A results frame (:meth:`Store.results` columns, one row per call) as the text a user downloads: ``"csv"``
+    (a header row, then one line per call; pandas quoting) or ``"json"`` (a list of objects, one per call, times in
+    ISO 8601, values that JSON lacks as strings). The ``llmlab export RUN --csv|--json`` command and the widgets'
+    download button both write exactly this. Raises ValueError on another format.
+    """
+    if fmt == "csv":
+        return str(results.to_csv(index=False))
+    if fmt == "json":
+        return str(results.to_json(orient="records", date_format="iso", default_handler=str)) + "\n"
+    raise ValueError(f"unknown results format {fmt!r}: use one of {', '.join(RESULTS_FORMATS)}")
 
 
 def calls_checksum_sql(relation: str) -> str:

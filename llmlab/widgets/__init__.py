@@ -17,6 +17,11 @@
   table (:func:`llmlab.routing.routing_table`) and its in-sample projection (:func:`llmlab.routing.project`)
   update live; *Export* writes the LiteLLM config (:func:`llmlab.routing.litellm_config.write_litellm_config`) and shows the path.
 
+The Answers tab also has a *Prepare download* button (the run's calls as CSV or JSON, the same bytes as ``llmlab
+export RUN --csv|--json``; :mod:`llmlab.widgets.download`), and the details panel steps between calls (◀ model /
+model ▶ / ▲ prompt / ▼ prompt, reachable with Tab and pressed with Enter or Space; :meth:`CompareView.step_selection`).
+``compare(run, other=run_b)`` opens the compare-two-runs view instead (:mod:`llmlab.widgets.run_diff`).
+
 ``lab()`` returns a :class:`Lab`: pick models (sandbox models, ``@aliases``, any LiteLLM model string), a prompt
 set (bundled sets, a DataFrame of the notebook's namespace, a file path) and parameters; *Run* starts the run on
 llmlab's background event loop and returns at once (the kernel stays responsive); a progress bar shows calls done,
@@ -32,6 +37,9 @@ Python-side API (what tests and scripts drive)::
     view.rate(call_id, True); view.good_button.click(); view.star_buttons[3].click()   # saved as 'human'
     view.tolerance.value = 0.05; view.routing_table; view.projection
     view.export_path.value = "routing.yaml"; view.export_button.click(); view.exported_path
+    view.next_call_button.click(); view.step_selection(0, 1)   # the next model's answer; the next prompt
+    view.download.format.value = "json"; view.download.prepare()   # a data: link in view.download.link_html
+    llmlab.compare(run, other="last")             # two runs: paired differences per model, changed answers
     lab = llmlab.lab(); lab.run_button.click(); lab.wait(); lab.view   # or lab.start() / lab.cancel()
 
 Safety (DESIGN.md, decision 6): model answers, prompts, references, model ids, comments and error text are

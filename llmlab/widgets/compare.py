@@ -42,6 +42,7 @@ from llmlab.widgets.cells import (
     model_header_html,
     records_from_frame,
 )
+from llmlab.widgets.download import DownloadPanel
 from llmlab.widgets.grid import grid_rows
 from llmlab.widgets.images import thumbnails
 from llmlab.widgets.pairs import TAB_TITLES, PairsView
@@ -232,7 +233,24 @@ class CompareView(W.VBox):
         self.side_by_side = W.HTML()
         self.side_by_side.add_class("llmlab-side-by-side")
         self.detail_images = W.HBox(layout=W.Layout(flex_flow="row wrap"))  # the prompt's images (thumbnails)
-        self.detail_box = W.VBox([self.detail_html, self.detail_images, rating, W.HTML("<b>side by side</b>"),
+        # Step through calls from the details (buttons are focusable: Tab to them, Enter or Space to press).
+        step = W.Layout(width="auto")
+        self.prev_call_button = W.Button(description="◀ model", tooltip="the previous model's answer", layout=step)
+        self.next_call_button = W.Button(description="model ▶", tooltip="the next model's answer", layout=step)
+        self.prev_prompt_button = W.Button(description="▲ prompt", tooltip="the same model, previous prompt",
+                                           layout=step)
+        self.next_prompt_button = W.Button(description="▼ prompt", tooltip="the same model, next prompt", layout=step)
+        for btn, (d_model, d_row) in ((self.prev_call_button, (-1, 0)), (self.next_call_button, (1, 0)),
+                                      (self.prev_prompt_button, (0, -1)), (self.next_prompt_button, (0, 1))):
+            btn.on_click(lambda _b, dm=d_model, dr=d_row: self.step_selection(dm, dr))
+        stepper = W.HBox([self.prev_call_button, self.next_call_button, self.prev_prompt_button,
+                          self.next_prompt_button])
+        # The download is the stored run (ratings made here included), exactly what `llmlab export` writes;
+        # a view of a bare frame downloads that frame.
+        self.download = DownloadPanel(
+            lambda: self.store.results(self.run_id) if self.store is not None and self.run_id else self.results,
+            self.run_id or "results", run_ref=self.run_id)
+        self.detail_box = W.VBox([stepper, self.detail_html, self.detail_images, rating, W.HTML("<b>side by side</b>"),
                                   W.HBox([self.compare_a, self.compare_b]), self.side_by_side],
                                  layout=W.Layout(display="none", border="1px solid #bbb", padding="6px",
                                                  margin="8px 0 0 0"))
@@ -241,7 +259,7 @@ class CompareView(W.VBox):
         self.grid.layout.flex = "1 1 560px"
         self.detail_box.layout.flex = "0 1 440px"
         self.detail_box.layout.margin = "0 0 0 8px"
-        answers_tab = W.VBox([filters, pager, W.HBox([self.grid, self.detail_box],
+        answers_tab = W.VBox([filters, pager, self.download, W.HBox([self.grid, self.detail_box],
                                                      layout=W.Layout(flex_flow="row wrap", align_items="flex-start"))])
         # charts
         self.charts_output = W.Output()
@@ -600,6 +618,40 @@ class CompareView(W.VBox):
             self.detail_box.layout.display = None
             self._render_page()
 
+    def step_selection(self, d_model: int = 0, d_row: int = 0) -> str | None:
+        """Select the call ``d_model`` columns and ``d_row`` rows away from the selected one, across pages, in the
+        grid as filtered and sorted (the model order wraps to the next or previous row; cells with no call are
+        skipped). The page follows the selection. Returns the new call id (None when nothing is selected or the
+        step leaves the grid: the selection then stays).
+        """
+        with self._lock:
+            models = self.visible_models
+            rows = self.grid_rows
+            where = None
+            for r, row in enumerate(rows):
+                for c, model in enumerate(models):
+                    rec = row["cells"].get(model)
+                    if rec is not None and rec.get("call_id") == self.selected_call_id:
+                        where = (r, c)
+            if where is None or not models:
+                return None
+            r, c = where
+            while True:
+                if d_model:
+                    flat = r * len(models) + c + d_model
+                    r, c = divmod(flat, len(models))
+                else:
+                    r += d_row
+                if not 0 <= r < len(rows):
+                    return None
+                rec = rows[r]["cells"].get(models[c])
+                if rec is not None and rec.get("call_id") and rec.get("status") != "pending":
+                    break
+            self.page = r // self.page_size
+            call_id = str(rec["call_id"])
+        self.select(call_id)
+        return call_id
+
     def _render_detail(self) -> None:
         with self._lock:
             cid = self.selected_call_id
@@ -839,17 +891,25 @@ class CompareView(W.VBox):
             self.export_status.value = f'<span style="color:#a50e0e">not written: {_esc(exc)}</span>'
 
 
-def compare(run: Any = None, *, store: Any = None, page_size: int = 10) -> CompareView:
+def compare(run: Any = None, *, other: Any = None, store: Any = None, page_size: int = 10) -> Any:
     """Open the comparison view of a run (display it as a cell's last expression).
 
     Args:
         run: a :class:`llmlab.RunResult`, a run id / unique id prefix / run name, ``None`` or ``"last"`` (the newest
             run), or a results frame (:meth:`Store.results` columns; ratings then need ``store``).
+        other: a second run (same forms, not a frame): the compare-two-runs view instead
+            (:class:`llmlab.widgets.run_diff.RunDiffView`: per model matched calls, quality with the paired
+            difference and its interval, latency, cost, errors, changed answers).
         store: the :class:`llmlab.Store` (default: the run's store, else ``LLMLAB_DB`` / the default path).
         page_size: prompt rows per page of the answers grid.
 
-    Returns a :class:`CompareView`. Raises StoreError (RunNotFoundError when nothing matches).
+    Returns a :class:`CompareView` (a ``RunDiffView`` with ``other``). Raises StoreError (RunNotFoundError when
+    nothing matches).
     """
+    if other is not None:
+        from llmlab.widgets.run_diff import compare_two_runs
+
+        return compare_two_runs(run, other, store=store)
     if isinstance(run, pd.DataFrame):
         return CompareView.from_frame(run, store=store, page_size=page_size)
     if hasattr(run, "run_id") and hasattr(run, "store"):
