@@ -111,3 +111,32 @@ def test_compare_two_runs_shows_paired_differences_and_changed_answers(run, stor
 def test_compare_two_runs_refuses_an_unknown_run(run):
     with pytest.raises(llmlab.StoreError, match="no-such-run"):
         llmlab.compare(run, other="no-such-run")
+
+
+def test_opening_a_view_warms_the_charts_imports_and_charts_need_no_scipy_stats(tmp_path):
+    import subprocess
+    import sys
+    import textwrap
+
+    code = textwrap.dedent('''
+        import sys, threading
+        import pandas as pd
+        import llmlab
+        rows = [{"run_id": "r1", "call_id": f"c{i}{m}", "prompt_id": f"p{i}", "sample_index": 0, "category": "x",
+                 "model": m, "status": "ok", "response": "a", "latency_ms": 100.0 + i, "cost_usd": 0.001,
+                 "quality": float(i % 2), "cached": False} for i in range(8) for m in ("a", "b")]
+        view = llmlab.compare(pd.DataFrame(rows))
+        warm = [t for t in threading.enumerate() if t.name == "llmlab-chart-warmup"]
+        for t in warm:
+            t.join(120)
+        print("warmed", bool(warm) and "plotly.graph_objects" in sys.modules)
+        figures = view.render_charts()
+        print("charts", sorted(figures))
+        print("scipy.stats", "scipy.stats" in sys.modules)
+    ''')
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    out = proc.stdout.splitlines()
+    assert "warmed True" in out
+    assert any(line.startswith("charts [") and "latency" in line for line in out)
+    assert "scipy.stats False" in out      # a t quantile from scipy.special: the first chart waits less

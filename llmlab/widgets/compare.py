@@ -54,6 +54,33 @@ __all__ = [
 ]
 
 
+_warm_started = threading.Event()
+
+
+def _warm_chart_imports() -> None:
+    """Import what the Charts tab needs (plotly, the plots module, scipy.special) in a daemon thread when a view
+    opens, so the first tab click does not wait for it. Python's import lock makes a click that arrives first wait
+    for the same import, never import twice."""
+    if _warm_started.is_set():
+        return
+    _warm_started.set()
+
+    def _imports() -> None:
+        try:
+            import plotly.graph_objects as go
+            import plotly.subplots  # noqa: F401
+            import scipy.special  # noqa: F401
+
+            import llmlab.views.plots  # noqa: F401
+
+            # plotly loads its validators and templates on first use: one throw-away figure loads them
+            go.Figure(go.Bar(x=[0], y=[0])).update_layout(template="plotly_white")
+        except Exception:  # noqa: BLE001 - a warm-up failing is only a slower first click
+            log.debug("chart warm-up failed", exc_info=True)
+
+    threading.Thread(target=_imports, name="llmlab-chart-warmup", daemon=True).start()
+
+
 # ------------------------------------------------------------------------------------------------ the view
 class CompareView(W.VBox):
     """The comparison view of one run: answers grid, charts and routing tabs (see the module docstring).
@@ -86,6 +113,7 @@ class CompareView(W.VBox):
                  run_id: str | None = None, store: Any = None, meta: Mapping[str, Any] | None = None,
                  page_size: int = 10, live_refresh_s: float = 0.5, rate_wait_s: float = 3.0) -> None:
         super().__init__()
+        _warm_chart_imports()
         self.add_class("llmlab-compare")
         if run_id:
             self.add_class(f"llmlab-run-{_css_ident(run_id)}")
