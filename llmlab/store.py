@@ -374,6 +374,13 @@ class Store:
         for c in ("models", "params", "tags"):
             if row[c] is not None and not isinstance(row[c], str):
                 row[c] = json.dumps(row[c], default=str)
+        # A run's name, prompt set and parameters can hold user text (an auto name quotes a magic cell's first
+        # line; params hold the system prompt and extra_params): no secret reaches the runs table either.
+        from llmlab.redaction import redact
+
+        for c in ("name", "prompt_set", "params", "tags"):
+            if isinstance(row[c], str):
+                row[c] = redact(row[c])
         return row
 
     def create_run(self, **fields: Any) -> str:

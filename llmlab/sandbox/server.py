@@ -68,6 +68,7 @@ LiteLLM's ``extra_headers``; LiteLLM refuses ``seed`` for ``anthropic/``), salts
 from __future__ import annotations
 
 import asyncio
+import base64
 import fnmatch
 import itertools
 import json
@@ -754,7 +755,11 @@ class Sandbox:
             # tests can prove that llmlab redacts it before recording the error.
             auth = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
             key = auth or request.headers.get("x-api-key", "")
-            return _error_response(api, 401, f"Incorrect API key provided: {key} (simulated).", "invalid_api_key")
+            # Also altered, as real error pages do: without its last character, without its prefix, base64.
+            altered = (f" Did you mean {key[:-1]}? Fingerprint {key[3:]}, "
+                       f"{base64.b64encode(key.encode()).decode()}." if len(key) > 12 else "")
+            return _error_response(api, 401, f"Incorrect API key provided: {key} (simulated).{altered}",
+                                   "invalid_api_key")
         if kind == "403":
             return _error_response(api, 403, "You are not allowed to use this model (simulated).",
                                    "permission_denied")
