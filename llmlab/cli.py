@@ -194,8 +194,11 @@ def _cmd_run(args: argparse.Namespace, store) -> int:  # noqa: ANN001
             from llmlab.sandbox import ensure_sandbox
 
             ensure_sandbox(seed=args.sandbox_seed)
-    prompts = load_prompts(args.prompts, template=args.template, category_column=args.category,
-                           encoding=args.encoding, limit=args.limit or None)  # a limit reads only what it needs
+    if args.dry_run and not args.limit:
+        prompts = None  # a dry run of a whole file streams it (llmlab.runner.plan_stream): memory bounded by a chunk
+    else:
+        prompts = load_prompts(args.prompts, template=args.template, category_column=args.category,
+                               encoding=args.encoding, limit=args.limit or None)  # a limit reads only what it needs
     given = dict(temperature=args.temperature, max_tokens=args.max_tokens, samples=args.samples, system=args.system,
                  concurrency=args.concurrency, timeout_s=args.timeout, budget_usd=args.budget)
     opts = {k: v for k, v in given.items() if v is not None}
@@ -207,9 +210,15 @@ def _cmd_run(args: argparse.Namespace, store) -> int:  # noqa: ANN001
         opts.update({k: v for k, v in batch_opts.items() if v is not None})
     checked = options_from(_OPTION_FLAGS, **opts)  # the flags' names in any error, before anything runs
     if args.dry_run:
-        the_plan = plan(prompts, models, options=checked, store=store)
+        if prompts is None:
+            from llmlab.runner.plan_stream import stream_plan
+
+            the_plan = stream_plan(args.prompts, models, options=checked, store=store, template=args.template,
+                                   category_column=args.category, encoding=args.encoding)
+        else:
+            the_plan = plan(prompts, models, options=checked, store=store)
         print(repr(the_plan))
-        check_budget(the_plan, option="--budget")
+        check_budget(the_plan, option="--budget")  # type: ignore[arg-type]  # PlanSummary duck-types Plan here
         return 0
     res = run(prompts, models, name=args.name, tags=args.tag, store=store, **opts)
     print(res.headline(store=False))

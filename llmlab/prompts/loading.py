@@ -198,6 +198,7 @@ def _build(
     scorer_column: str | None,
     id_column: str | None,
     system: str | None,
+    labels_out: list[str] | None = None,
 ) -> PromptSet:
     columns, where = rows.columns, rows.where
     if not rows.rows:
@@ -305,6 +306,8 @@ def _build(
             continue
         first_seen[prompt.prompt_id] = (label, prompt)
         prompts.append(prompt)
+        if labels_out is not None:
+            labels_out.append(label)
     return PromptSet(rows.name, tuple(prompts), rows.source)
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import codecs
 import csv
 import io
+import itertools
 import json
 from collections.abc import Generator, Mapping, Sequence
 from dataclasses import dataclass
@@ -120,25 +121,28 @@ def _lines(path: Path, encoding: str | None) -> Generator[tuple[int, str], None,
                     "or re-save it as UTF-8") from None
 
 
-def _read_jsonl(path: Path, encoding: str | None = None, limit: int | None = None) -> list[tuple[str, dict[str, Any]]]:
-    rows: list[tuple[str, dict[str, Any]]] = []
-    if limit is not None and limit <= 0:
-        return rows
+def _iter_jsonl(path: Path, encoding: str | None = None) -> Generator[tuple[str, dict[str, Any]], None, None]:
+    """The file's rows one at a time (memory: one line), with the errors of :func:`_read_jsonl`."""
     lines = _lines(path, encoding)
-    for lineno, line in lines:
-        if not line.strip():
-            continue
-        try:
-            value = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise PromptSetError(f"{path}:{lineno}: invalid JSON: {exc.msg} (column {exc.colno})") from None
-        if not isinstance(value, dict):
-            raise PromptSetError(f"{path}:{lineno}: expected a JSON object, got {_json_type(value)}")
-        rows.append((f"{path}:{lineno}", value))
-        if limit is not None and len(rows) >= limit:
-            break  # a limit reads only what it needs
-    lines.close()  # the file, when the limit stopped early
-    return rows
+    try:
+        for lineno, line in lines:
+            if not line.strip():
+                continue
+            try:
+                value = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise PromptSetError(f"{path}:{lineno}: invalid JSON: {exc.msg} (column {exc.colno})") from None
+            if not isinstance(value, dict):
+                raise PromptSetError(f"{path}:{lineno}: expected a JSON object, got {_json_type(value)}")
+            yield f"{path}:{lineno}", value
+    finally:
+        lines.close()  # the file, when the reader stopped early
+
+
+def _read_jsonl(path: Path, encoding: str | None = None, limit: int | None = None) -> list[tuple[str, dict[str, Any]]]:
+    if limit is not None and limit <= 0:
+        return []
+    return list(itertools.islice(_iter_jsonl(path, encoding), limit))  # a limit reads only what it needs
 
 
 def _read_json(path: Path, encoding: str | None = None) -> list[tuple[str, dict[str, Any]]]:
@@ -158,8 +162,8 @@ def _read_json(path: Path, encoding: str | None = None) -> list[tuple[str, dict[
     return rows
 
 
-def _read_csv(path: Path, encoding: str | None = None, limit: int | None = None) -> list[tuple[str, dict[str, Any]]]:
-    rows: list[tuple[str, dict[str, Any]]] = []
+def _iter_csv(path: Path, encoding: str | None = None) -> Generator[tuple[str, dict[str, Any]], None, None]:
+    """The file's rows one at a time (memory: one row), with the errors of :func:`_read_csv`."""
     reader = csv.reader((line for _, line in _lines(path, encoding)), strict=True)  # strict: an unterminated quote is an error, not one huge field
     try:
         header = next(reader)
@@ -194,11 +198,13 @@ def _read_csv(path: Path, encoding: str | None = None, limit: int | None = None)
                 f"{label}: {len(fields)} fields but the header has {len(header)} columns ({', '.join(header)})"
             )
         padded = list(fields) + [None] * (len(header) - len(fields))  # short rows: missing fields are None
-        row = {h: v for h, v in zip(header, padded, strict=True) if h}
-        rows.append((label, row))
-        if limit is not None and len(rows) >= limit:
-            break
-    return rows
+        yield label, {h: v for h, v in zip(header, padded, strict=True) if h}
+
+
+def _read_csv(path: Path, encoding: str | None = None, limit: int | None = None) -> list[tuple[str, dict[str, Any]]]:
+    if limit is not None and limit <= 0:
+        return []
+    return list(itertools.islice(_iter_csv(path, encoding), limit))
 
 
 def _json_type(value: Any) -> str:
