@@ -44,3 +44,31 @@ def test_set_log_level_refuses_an_unknown_level():
 
     with pytest.raises(ValueError, match="unknown log level 'LOUD'"):
         set_log_level("LOUD")
+
+
+ROUTER_SCRIPT = textwrap.dedent('''
+    import sys
+    import llmlab
+    from llmlab.sandbox import ensure_sandbox
+    ensure_sandbox()
+    res = llmlab.run(["What is 2 + 2?", "Name a prime above 100."], ["sandbox/fast", "sandbox/tiny"],
+                     progress=False)
+    table = llmlab.routing_table(res.results.assign(quality=1.0), min_n=1)
+    path = llmlab.export_litellm_config(table, "routing.yaml")
+    routed = llmlab.run(["What is 3 + 3?"], router=str(path), progress=False, cache=False)
+    print("routed", len(routed.results), routed.results["status"].tolist())
+''')
+
+
+def test_no_never_awaited_coroutine_warning_at_exit_after_the_router(tmp_path):
+    """The first wave printed ``RuntimeWarning: coroutine ... was never awaited`` at exit after a Router was
+    used; a run through an exported config's Router, then interpreter exit, prints no such warning."""
+    import os
+
+    env = {**os.environ, "LLMLAB_DB": str(tmp_path / "q.duckdb"), "PYTHONWARNINGS": "default"}
+    env.pop("LLMLAB_SANDBOX_API_BASE", None)
+    proc = subprocess.run([sys.executable, "-c", ROUTER_SCRIPT], capture_output=True, text=True, timeout=240,
+                          cwd=tmp_path, env=env)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "routed 1 ['ok']" in proc.stdout
+    assert "never awaited" not in proc.stderr and "Task was destroyed" not in proc.stderr, proc.stderr[-2000:]
