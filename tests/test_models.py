@@ -96,3 +96,18 @@ def test_importing_llmlab_is_light():
             "if m in sys.modules]; print(','.join(heavy))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == ""
+
+
+def test_an_unknown_alias_or_sandbox_model_is_refused_before_litellm_is_imported():
+    """The fastest check first: rejecting an alias or a sandbox name needs no LiteLLM (about 2.4 s to import)."""
+    import subprocess
+    import sys
+
+    code = ("import sys, llmlab\n"
+            "for m in ('@nope', 'sandbox/nope'):\n"
+            "    try:\n"
+            "        llmlab.plan('quickstart', [m])\n"
+            "    except llmlab.ModelError as e:\n"
+            "        print(m, 'refused', 'litellm' in sys.modules)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.splitlines() == ["@nope refused False", "sandbox/nope refused False"]
