@@ -28,13 +28,17 @@ from llmlab.errors import SchemaVersionError, StoreError
 __all__ = [
     "EXPORT_TABLES",
     "MANIFEST",
+    "OPTIONAL_EXPORT_TABLES",
     "attach_statements",
     "check_attached",
     "quote_literal",
 ]
 
 #: The tables of an exported run: file stem → store table.
-EXPORT_TABLES = {"runs": "runs", "prompts": "prompts", "calls": "call_records", "scores": "scores"}
+EXPORT_TABLES = {"runs": "runs", "prompts": "prompts", "calls": "call_records", "scores": "scores",
+                 "pairwise_verdicts": "pairwise_verdicts", "routing_decisions": "routing_decisions"}
+#: Tables an export may lack (exports written before they were exported): importing and attaching skip them.
+OPTIONAL_EXPORT_TABLES = frozenset({"pairwise_verdicts", "routing_decisions"})
 #: The file that describes an exported run (format, schema version, row counts, checksums).
 MANIFEST = "manifest.json"
 
@@ -102,6 +106,8 @@ def attach_statements(source: str | os.PathLike[str], alias: str) -> list[str]:
     root = path.resolve()
     stmts = [f"ATTACH IF NOT EXISTS ':memory:' AS {alias}"]
     for stem, table in EXPORT_TABLES.items():
+        if stem in OPTIONAL_EXPORT_TABLES and not any(root.glob(f"**/{stem}.parquet")):
+            continue  # exports written before this table was exported
         files = quote_literal(root / "**" / f"{stem}.parquet")
         stmts.append(f"CREATE OR REPLACE VIEW {alias}.{table} AS SELECT * FROM read_parquet({files}, "
                      "union_by_name = true)")

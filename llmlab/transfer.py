@@ -4,7 +4,12 @@ A team shares results without shipping a locked DuckDB file around: each run is 
 ``COPY ... TO ... (FORMAT parquet)``, as one folder ``DIR/<run_id>/`` holding
 
 - ``runs.parquet`` (the run's metadata row), ``prompts.parquet``, ``calls.parquet`` (the run's ``call_records``
-  rows, every column) and ``scores.parquet`` (deterministic, judge and human scores);
+  rows, every column) and ``scores.parquet`` (deterministic, judge and human scores), plus the run's
+  ``pairwise_verdicts.parquet`` (a pairwise judge's verdicts on its answers) and ``routing_decisions.parquet`` (a
+  routed run's per-prompt choices). Exports written before those two were added lack them and still import and
+  attach. A batch-mode run's ``batches`` rows are not exported: they are one process's work queue with the
+  provider (a batch not yet sent would be sent again by a resume in the importing store), and its results are
+  already its calls;
 - ``manifest.json``: ``format``, ``format_version``, ``schema_version`` (the store's migration level, see
   :mod:`llmlab.migrations`), ``llmlab_version``, ``run_id``, ``exported_at_utc``, the row count of each table
   and a checksum of the calls (``calls_md5``: MD5 over the rows' ``call_id, status, response, cost_usd,
@@ -33,7 +38,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from llmlab.attach import EXPORT_TABLES, MANIFEST, quote_literal
+from llmlab.attach import EXPORT_TABLES, MANIFEST, OPTIONAL_EXPORT_TABLES, quote_literal
 from llmlab.errors import SchemaVersionError, StoreError
 from llmlab.store import Store, utc_now
 
@@ -57,7 +62,12 @@ _KEYS = {
     "prompts": ("run_id", "prompt_id"),
     "call_records": ("run_id", "call_id"),
     "scores": ("run_id", "call_id", "kind", "scorer", "created_at_utc"),
+    "pairwise_verdicts": ("run_id", "prompt_id", "model_a", "model_b", "judge"),
+    "routing_decisions": ("run_id", "prompt_id", "model", "created_at_utc"),
 }
+#: The row order of each exported file (stable files for the same rows).
+_ORDER = {"runs": "run_id", "prompts": "prompt_id", "call_records": "call_id", "scores": "call_id, created_at_utc",
+          "pairwise_verdicts": "prompt_id, model_a, model_b, judge", "routing_decisions": "prompt_id, created_at_utc"}
 
 
 #: The text formats of :func:`results_text` and their file suffixes.
@@ -111,8 +121,7 @@ def export_run(run: Any = None, directory: str | os.PathLike[str] = ".", *, stor
         with store.connect() as con:
             (schema_version,) = con.execute("SELECT max(version) FROM schema_migrations").fetchone()
             for stem, table in EXPORT_TABLES.items():
-                order = {"runs": "run_id", "prompts": "prompt_id", "call_records": "call_id",
-                         "scores": "call_id, created_at_utc"}[table]
+                order = _ORDER[table]
                 query = f"SELECT * FROM {table} WHERE run_id = {rid} ORDER BY {order}"
                 target = staging / f"{stem}.parquet{_PART}"
                 con.execute(f"COPY ({query}) TO {quote_literal(target)} (FORMAT parquet)")
@@ -150,7 +159,7 @@ def _publish(staging: Path, final: Path, parent: Path, run_id: str) -> None:
         old = parent / f".{run_id}.old-{uuid.uuid4().hex[:8]}"
         final.rename(old)
     staging.rename(final)
-    for stem in ("runs", "prompts", "scores", "calls"):
+    for stem in [*(s for s in EXPORT_TABLES if s != "calls"), "calls"]:  # the calls last
         (final / f"{stem}.parquet{_PART}").rename(final / f"{stem}.parquet")
     (final / (MANIFEST + _PART)).rename(final / MANIFEST)
     if old is not None:
@@ -201,6 +210,9 @@ def _import_one(folder: Path, store: Store) -> dict[str, Any]:
         con.execute("BEGIN TRANSACTION")
         try:
             for stem, table in EXPORT_TABLES.items():
+                if stem in OPTIONAL_EXPORT_TABLES and not (folder / f"{stem}.parquet").exists():
+                    added[stem] = 0  # an export written before this table was exported
+                    continue
                 src = f"read_parquet({quote_literal(folder / (stem + '.parquet'))})"
                 theirs = set(_columns(con, f"SELECT * FROM {src}"))
                 cols = [c for c in _columns(con, table) if c in theirs]

@@ -49,7 +49,8 @@ def test_export_then_import_round_trips_the_run_exactly(recorded, tmp_path):
     manifest = json.loads((folder / "manifest.json").read_text())
     assert manifest["schema_version"] == store.schema_version()
     assert manifest["rows"]["calls"] == before["n"]
-    assert sorted(p.name for p in folder.iterdir()) == ["calls.parquet", "manifest.json", "prompts.parquet",
+    assert sorted(p.name for p in folder.iterdir()) == ["calls.parquet", "manifest.json", "pairwise_verdicts.parquet",
+                                                        "prompts.parquet", "routing_decisions.parquet",
                                                         "runs.parquet", "scores.parquet"]
 
     other = Store(tmp_path / "b.duckdb")
@@ -163,3 +164,37 @@ def test_cli_export_import_and_sql_attach(recorded, tmp_path, capsys, monkeypatc
     assert json.loads(capsys.readouterr().out) == [{"n": _checksums(store, run_id)["n"]}]
     assert main(["--db", str(target), "import", str(tmp_path / "nowhere")]) == 2
     assert "no such folder" in capsys.readouterr().err
+
+
+def test_pairwise_verdicts_and_routing_decisions_travel_with_the_run(recorded, tmp_path):
+    from llmlab.store import utc_now
+
+    store, run_id = recorded
+    res = store.results(run_id)
+    prompt = res["prompt_id"].iloc[0]
+    store.append_pairwise([{"run_id": run_id, "prompt_id": prompt, "category": "x", "model_a": "sandbox/frontier",
+                            "model_b": "sandbox/tiny", "judge": "sandbox/frontier", "verdict_ab": "1",
+                            "verdict_ba": "2", "winner": "a", "consistent": True, "source": "judge",
+                            "created_at_utc": utc_now()}])
+    store.add_routing_decisions([{"run_id": run_id, "prompt_id": prompt, "model": "sandbox/tiny",
+                                  "policy_kind": "prompt", "score": 0.3, "threshold": 0.5,
+                                  "decision": {"why": "cheap enough"}, "router": "policy.json",
+                                  "created_at_utc": utc_now()}])
+    folder = export_run(run_id, tmp_path / "shared", store=store)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert manifest["rows"]["pairwise_verdicts"] == 1 and manifest["rows"]["routing_decisions"] == 1
+    other = Store(tmp_path / "b.duckdb")
+    import_run(folder, store=other)
+    import_run(folder, store=other)                               # twice: still one row each
+    assert other.pairwise(run_id)[["winner", "model_a"]].values.tolist() == [["a", "sandbox/frontier"]]
+    decisions = other.routing_decisions(run_id)
+    assert len(decisions) == 1 and decisions["model"].iloc[0] == "sandbox/tiny"
+    # an export written before these two tables were exported imports and attaches as before
+    for stem in ("pairwise_verdicts", "routing_decisions"):
+        (folder / f"{stem}.parquet").unlink()
+    third = Store(tmp_path / "c.duckdb")
+    (report,) = import_run(folder, store=third)
+    assert report["verified"] and third.pairwise(run_id).empty
+    third.attach(tmp_path / "shared", "team")
+    n = third.sql(f"SELECT count(*) AS n FROM team.calls WHERE run_id = '{run_id}'")["n"][0]
+    assert n == len(res)
