@@ -275,3 +275,33 @@ def test_batch_prices_come_from_litellm_where_it_has_them_else_half_price(monkey
     sandbox_spec = resolve("sandbox/tiny")
     assert batch_cost_usd(sandbox_spec, 10, 20) == pytest.approx(0.5 * sandbox_spec.cost_usd(10, 20))
     assert batch_cost_usd(sandbox_spec, None, 20) is None
+
+
+def test_two_resumes_at_once_send_a_never_sent_batch_once(batches, sandbox):
+    """Two processes resuming the same run at the same moment: only one claims each unsent batch (the provider
+    would charge twice); a claim whose process died is taken over after CLAIM_TIMEOUT_S."""
+    import datetime as dt
+
+    from llmlab.runner.batch import BatchRun, _claim
+    from llmlab.runner.plan import prepare
+
+    store = Store()
+    the_plan = prepare(["What is 2+2?", "Name a colour."], ["sandbox/frontier"], store=store, mode="batch")
+    run_id = store.create_run(name="twice", n_calls_planned=the_plan.n_calls, params=the_plan.options.model_dump())
+    store.add_prompts([{"run_id": run_id, "prompt_id": p.prompt_id, "category": p.category, "prompt": p.text,
+                        "reference": p.reference, "scorer": p.scorer, "system": p.system, "source_id": p.source_id}
+                       for p in the_plan.prompt_set])
+    BatchRun(the_plan, run_id, store)._record_plan()
+    (part_id,) = llmlab.batches(run_id, store=store)["part_id"]
+    assert _claim(store, part_id) is True            # the first resume takes it
+    assert _claim(store, part_id) is False           # the second, at the same moment, does not
+    # the second process's resume pass leaves the claimed batch alone: nothing is sent twice
+    llmlab.resume(run_id, store=store, poll_s=0.05, progress=False, wait=False)
+    assert sandbox.request_count() == 0 and set(llmlab.batches(run_id, store=store)["state"]) == {"sending"}
+    # the first process died before sending: once the claim is stale, a resume sends the batch, once
+    old = dt.datetime.now(dt.timezone.utc) - dt.timedelta(hours=1)
+    with store.connect() as con:
+        con.execute("UPDATE batches SET checked_at_utc = ? WHERE part_id = ?", [old, part_id])
+    res = llmlab.resume(run_id, store=store, poll_s=0.05, progress=False)
+    assert (res.results["status"] == "ok").all() and len(res.results) == 2
+    assert sandbox.request_count() == 2 and len(batches.batches) == 1      # one batch created, not two

@@ -83,12 +83,35 @@ def batches(store: Store, run: str | None = None) -> Any:
     """The provider batches in the store (newest first), of one run when ``run`` is given: a DataFrame with the
     ``batches`` table's columns (``part_id, run_id, model, provider, batch_id, state, provider_status,
     n_requests, n_ok, n_error, ..., created_at_utc, submitted_at_utc, completed_at_utc, collected_at_utc``).
-    ``state``: ``submitting`` (recorded, not yet sent), ``submitted``, ``collected``, ``lost`` (the provider no
+    ``state``: ``submitting`` (recorded, not yet sent), ``sending`` (claimed by a process that is sending it; see
+    :func:`_claim`), ``submitted``, ``collected``, ``lost`` (the provider no
     longer knows it). Raises RunNotFoundError for an unknown run."""
     if run is None:
         return store.sql("SELECT * FROM batches ORDER BY created_at_utc DESC, part_id")
     return store.sql("SELECT * FROM batches WHERE run_id = ? ORDER BY created_at_utc, part_id",
                      [store.resolve_run(run)])
+
+
+#: A claim to send a batch (state ``sending``) older than this many seconds is taken as abandoned: its process
+#: died between claiming the batch and recording the provider's batch id, so another resume may send it.
+CLAIM_TIMEOUT_S = 600.0
+
+
+def _claim(store: Store, part_id: str, *, timeout_s: float = CLAIM_TIMEOUT_S) -> bool:
+    """Take the right to send a never-sent batch, atomically in the store: ``submitting`` (or an abandoned
+    ``sending``) becomes ``sending`` with the claim's time in ``checked_at_utc``. Only one of two processes
+    resuming the same run at the same moment gets True (DuckDB serializes the two updates), so a batch is sent
+    once, not twice (the provider would charge both)."""
+    import datetime as dt
+
+    now = utc_now()
+    stale = now - dt.timedelta(seconds=timeout_s)
+    with store.connect() as con:
+        got = con.execute(
+            "UPDATE batches SET state = 'sending', checked_at_utc = ? WHERE part_id = ? AND batch_id IS NULL AND "
+            "(state = 'submitting' OR (state = 'sending' AND (checked_at_utc IS NULL OR checked_at_utc < ?))) "
+            "RETURNING part_id", [now, part_id, stale]).fetchall()
+    return bool(got)
 
 
 def _update(store: Store, part_id: str, **fields: Any) -> None:
@@ -233,6 +256,8 @@ async def _step(store: Store, collector: _Collector, part: dict[str, Any],
                                    [part_id])
     reqs_list = reqs.to_dict("records")
     if not part.get("batch_id"):
+        if not await asyncio.to_thread(_claim, store, part_id):
+            return False  # another process is sending it (or just did): check it on the next pass
         lines = lines_for(part_id) or await asyncio.to_thread(_lines_from_store, store, part["run_id"], part_id, spec)
         try:
             sent = await submit(spec, part["run_id"], part_id, lines)
@@ -323,11 +348,11 @@ async def collect(store: Store, run_id: str, *, wait: bool = True, poll_s: float
     delay_s = min(1.0, poll_s)  # small batches end within seconds: check soon, then every poll_s
     while True:
         parts = (await asyncio.to_thread(store.sql, "SELECT * FROM batches WHERE run_id = ? AND state IN "
-                                         "('submitting', 'submitted') ORDER BY part_id", [run_id])).to_dict("records")
+                                         "('submitting', 'sending', 'submitted') ORDER BY part_id", [run_id])).to_dict("records")
         for part in parts:
             await _step(store, collector, part, lines_for)
         left = (await asyncio.to_thread(store.sql, "SELECT count(*) AS n FROM batches WHERE run_id = ? AND state IN "
-                                        "('submitting', 'submitted')", [run_id]))["n"][0]
+                                        "('submitting', 'sending', 'submitted')", [run_id]))["n"][0]
         if not left:
             await asyncio.to_thread(store.finish_run, run_id, "finished")
             return stats
