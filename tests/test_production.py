@@ -551,3 +551,87 @@ def test_the_production_notebook_runs_experiment_export_traffic_comparison_refit
     assert cfg["litellm_settings"]["callbacks"] == ["llmlab.production.proxy.logger"]
     texts = "".join(o.get("text", "") for c in nb.cells for o in c.get("outputs", []))
     assert "projected quality change:" in texts
+
+
+def test_the_routing_plugins_decision_is_recorded_on_each_production_row(sandbox, use_logger, tmp_path,
+                                                                          monkeypatch):
+    """A litellm.Router served by llmlab's routing plugin (an exported per-prompt policy) with the production
+    logger: each row holds the policy's decision (model, score, threshold) in metadata.routing_decision, and the
+    deployment the row records is the one the decision chose."""
+    from test_routing_plugin import EASY, HARD, NEW_WORDS, WORDS, _prompts, _results
+
+    from llmlab.routing import fit_policy
+    from llmlab.routing.plugin import PolicyPlugin, load_router
+
+    monkeypatch.setenv("LLMLAB_SANDBOX_API_KEY", "sandbox-key")
+    policy = fit_policy(_results(_prompts(HARD, WORDS, 45), _prompts(EASY, WORDS, 45)), kind="prompt", min_df=1,
+                        target_cost_per_1k_usd=6.0)
+    config = policy.export(tmp_path / "serve")
+    plugin = PolicyPlugin.from_file(config.parent / "llmlab_route_policy.json")
+    router = load_router(config)
+    db = tmp_path / "prod.duckdb"
+    lg = use_logger(db=db)
+    prompts = _prompts(HARD, NEW_WORDS, 3) + _prompts(EASY, NEW_WORDS, 3)
+
+    async def app():
+        for prompt in prompts:
+            await router.acompletion(model="llmlab-router", messages=[{"role": "user", "content": prompt}],
+                                     max_tokens=8)
+        await lg.aflush()
+
+    _run(app())
+    lg.close()
+    store = Store(db)
+    rows = store.sql("SELECT prompt_id, model, metadata->>'$.routing_decision.model' AS chosen, "
+                     "CAST(metadata->>'$.routing_decision.threshold' AS DOUBLE) AS threshold, "
+                     "metadata->>'$.routing_decision.policy_kind' AS kind FROM calls WHERE run_id = ?", [lg.run_id])
+    assert len(rows) == len(prompts) == sandbox.stats()["requests"]
+    from llmlab.prompts import prompt_id_for
+
+    want = {prompt_id_for(p, None): plugin.decide(p) for p in prompts}
+    for r in rows.to_dict("records"):
+        assert r["chosen"] == want[r["prompt_id"]]["model"] == r["model"]       # recorded, and what was called
+        assert r["threshold"] == pytest.approx(want[r["prompt_id"]]["threshold"]) and r["kind"] == "prompt"
+    assert set(rows["model"]) == {"sandbox/frontier", "sandbox/tiny"}
+    assert "routing_plugin_signals" not in "".join(store.sql("SELECT metadata FROM calls")["metadata"])
+
+
+@pytest.mark.slow
+def test_the_real_proxy_records_the_routing_plugins_decision(sandbox, tmp_path):
+    """The real LiteLLM proxy serving an exported per-prompt policy (llmlab's routing plugin) with the production
+    logger as its callback: each row holds the decision, and the row's model is the one the policy chose."""
+    from proxy_process import start_proxy
+    from test_routing_plugin import EASY, HARD, NEW_WORDS, WORDS, _prompts, _results
+
+    from llmlab.prompts import prompt_id_for
+    from llmlab.routing import fit_policy
+    from llmlab.routing.plugin import PolicyPlugin
+
+    policy = fit_policy(_results(_prompts(HARD, WORDS, 45), _prompts(EASY, WORDS, 45)), kind="prompt", min_df=1,
+                        target_cost_per_1k_usd=6.0)
+    config = policy.export(tmp_path / "serve")
+    cfg = yaml.safe_load(config.read_text())
+    cfg.setdefault("litellm_settings", {})["callbacks"] = ["llmlab.production.proxy.logger"]
+    config.write_text(yaml.safe_dump(cfg))
+    plugin = PolicyPlugin.from_file(config.parent / "llmlab_route_policy.json")
+    db = tmp_path / "proxy.duckdb"
+    env = {"LLMLAB_SANDBOX_API_BASE": sandbox.api_base, "LLMLAB_SANDBOX_API_KEY": "sandbox-key",
+           "LLMLAB_DB": str(db), "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    proxy = start_proxy(config, env, tmp_path)
+    prompts = _prompts(HARD, NEW_WORDS, 2) + _prompts(EASY, NEW_WORDS, 2)
+    try:
+        sandbox.reset_stats()
+        for prompt in prompts:
+            status, body, _ = proxy.chat({"model": "llmlab-router", "max_tokens": 8,
+                                          "messages": [{"role": "user", "content": prompt}]})
+            assert status == 200, (body, proxy.log())
+        rows = _wait_for(lambda: r if len(r := _production_rows(db)) >= len(prompts) else None)
+    finally:
+        proxy.stop()
+    assert rows is not None and len(rows) == len(prompts) == sandbox.stats()["requests"], proxy.log()
+    want = {prompt_id_for(p, None): plugin.decide(p)["model"] for p in prompts}
+    for r in rows.to_dict("records"):
+        decision = json.loads(r["metadata"])["routing_decision"]
+        assert decision["model"] == want[r["prompt_id"]] == r["model"]
+        assert decision["policy_kind"] == "prompt" and decision["threshold"] is not None
+    assert set(rows["model"]) == {"sandbox/frontier", "sandbox/tiny"}

@@ -11,7 +11,10 @@ for (the original one, before fallbacks); ``deployment`` the router's deployment
 ``fallbacks_taken`` LiteLLM's ``attempted_fallbacks``; ``latency_ms`` start to end of this request; ``ttft_ms``
 start to first chunk, for streams only; ``cost_usd`` LiteLLM's ``response_cost`` (from its model cost map or the
 deployment's prices; NULL when LiteLLM could not price the call, and for failed calls); ``metadata`` a JSON
-object ``{"tags": [...], ...the caller's metadata}`` with secrets redacted. ``prompt_id`` / ``prompt_hash`` are
+object ``{"tags": [...], ...the caller's metadata, "routing_decision": {...}}`` with secrets redacted, where
+``routing_decision`` (present when llmlab's routing plugin routed the request) is the plugin's decision:
+``model, deployment, policy_kind, score, threshold, decide_ms`` (or ``fallback_group, tried`` on a fallback); in
+SQL ``metadata->>'$.routing_decision.model'``. ``prompt_id`` / ``prompt_hash`` are
 :func:`llmlab.prompts.prompt_id_for` of the last user message (and the system messages), so production calls
 match the experiment's prompts by content; text is kept only with ``capture="full"`` (redacted).
 """
@@ -49,6 +52,7 @@ _INTERNAL_KEYS = {
     "headers", "endpoint", "requester_metadata", "litellm_api_version", "global_max_parallel_requests",
     "user_api_key", "user_api_end_user_max_budget", "litellm_parent_otel_span", "requester_ip_address",
     "user_agent", "applied_guardrails", "standard_logging_object", "spend_logs_metadata", "previous_model",
+    "routing_plugin_signals",  # LiteLLM's routing plugins' signals: llmlab's own is kept as routing_decision
 }
 _INTERNAL_PREFIXES = ("_", "user_api_key", "litellm", "proxy_", "mcp_")
 _METADATA_MAX_CHARS = 4000
@@ -212,7 +216,13 @@ def event_rows(kwargs: dict[str, Any], response_obj: Any, start_time: Any, end_t
     caller = _caller_metadata(slo, litellm_metadata)
     category = caller.get(CATEGORY_KEY) or next((t for t in tags if t != "default" and not t.startswith(
         _AUTO_TAG_PREFIXES)), None)
-    meta_json = redact(json.dumps(_jsonable({"tags": tags, **caller}), sort_keys=True))
+    # The llmlab routing plugin's decision (which model the policy chose, its score and threshold, or the fallback
+    # group it served), recorded by LiteLLM in the request metadata (llmlab.routing.plugin.route_decision).
+    from llmlab.routing.plugin import route_decision
+
+    decision = route_decision(litellm_metadata)
+    extra = {"routing_decision": decision} if decision else {}
+    meta_json = redact(json.dumps(_jsonable({"tags": tags, **caller, **extra}), sort_keys=True))
     if meta_json and len(meta_json) > _METADATA_MAX_CHARS:
         meta_json = json.dumps({"tags": tags[:20], "truncated": True})
     start = slo.get("startTime", start_time.timestamp() if isinstance(start_time, datetime) else start_time)
