@@ -57,6 +57,8 @@ soak: $(STAMP)
 bench: $(STAMP)
 	$(PY) benchmarks/fanout.py
 	$(PY) benchmarks/store_writes.py
+	$(PY) benchmarks/startup.py
+	$(PY) benchmarks/charts_first_click.py
 
 clean:
 	rm -rf $(VENV) $(LATEST_VENV) .venv-lock reports/*.html reports/*.yaml reports/*.png reports/*.duckdb*

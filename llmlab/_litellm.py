@@ -7,6 +7,7 @@ map from the network; llmlab sets that variable unless the user already did (DES
 from __future__ import annotations
 
 import os
+import threading
 from functools import lru_cache
 from typing import Any
 
@@ -16,9 +17,18 @@ __all__ = [
     "redact",
 ]
 
+_configure_lock = threading.Lock()
+
+
 @lru_cache(maxsize=1)
 def litellm() -> Any:
-    """Import and return the ``litellm`` module, configured for offline, quiet use."""
+    """Import and return the ``litellm`` module, configured for offline, quiet use. Thread-safe: the warm-up
+    thread (:mod:`llmlab.warmup`) and a cell may call it at once; one imports and configures, the other waits."""
+    with _configure_lock:
+        return _import_litellm()
+
+
+def _import_litellm() -> Any:
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
     os.environ.setdefault("LITELLM_LOG", "ERROR")
     import litellm as _litellm

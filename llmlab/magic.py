@@ -691,6 +691,9 @@ def load_ipython_extension(ipython: Any) -> None:
     registered instance (and its ``%config`` values) is kept."""
     if isinstance(ipython.magics_manager.registry.get("LLMMagics"), LLMMagics):
         return
+    from llmlab.warmup import warm_up
+
+    warm_up()  # begin importing LiteLLM in a daemon thread: the first %%llm cell does not wait for it all
     magics = LLMMagics(shell=ipython)
     ipython.register_magics(magics)
     if magics not in ipython.configurables:

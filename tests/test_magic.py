@@ -582,8 +582,34 @@ print(json.dumps({
     "cell": 'llm' in sh.magics_manager.magics['cell'], "line": 'llm' in sh.magics_manager.magics['line'],
 }))
 """
+    env = {**os.environ, "LLMLAB_WARMUP": "0"}  # the warm-up (below) imports LiteLLM on purpose, in a thread
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
-                         cwd=Path(__file__).resolve().parent.parent)
+                         cwd=Path(__file__).resolve().parent.parent, env=env)
     assert out.returncode == 0, out.stderr[-2000:]
     info = json.loads(out.stdout.strip().splitlines()[-1])
     assert info == {"heavy": [], "instances": 1, "defaults": ["sandbox/tiny"], "cell": True, "line": True}
+
+
+@pytest.mark.parametrize("warmup", ["1", "0"])
+def test_load_ext_warms_litellm_in_a_daemon_thread_unless_turned_off(warmup):
+    code = """
+import sys, threading, json
+from IPython.core.interactiveshell import InteractiveShell
+sh = InteractiveShell.instance()
+sh.run_line_magic('load_ext', 'llmlab')
+sh.run_line_magic('load_ext', 'llmlab')
+threads = [t for t in threading.enumerate() if t.name == 'llmlab-warmup']
+daemon = all(t.daemon for t in threads)
+for t in threads:
+    t.join(120)
+print(json.dumps({"threads": len(threads), "daemon": daemon, "litellm": 'litellm' in sys.modules}))
+"""
+    env = {**os.environ, "LLMLAB_WARMUP": warmup}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=180,
+                         cwd=Path(__file__).resolve().parent.parent, env=env)
+    assert out.returncode == 0, out.stderr[-2000:]
+    info = json.loads(out.stdout.strip().splitlines()[-1])
+    if warmup == "1":   # one thread however often the extension loads; LiteLLM imported by it, not by the cell
+        assert info == {"threads": 1, "daemon": True, "litellm": True}
+    else:
+        assert info == {"threads": 0, "daemon": True, "litellm": False}
