@@ -118,6 +118,11 @@ class _Fanout:
         self.spent_usd = 0.0
         self.partial: dict[str, str] = {}
         self.t0 = time.monotonic()
+        # the secrets to redact from answers, as configured when the run starts (one environment scan per run,
+        # not one per answer: issue 11)
+        from llmlab.redaction import secrets_in_environment
+
+        self.secrets = secrets_in_environment()
 
     def _sem(self, model: str) -> Any:
         """The model's opt-in concurrency cap (a semaphore), or a no-op when it has none."""
@@ -315,9 +320,9 @@ class _Fanout:
         if out_tok is None:
             out_tok = ll.token_counter(model=spec.litellm_model, text=text, count_response_tokens=True)
         # a key echoed in an answer is never stored (the token counts above are of the real answer)
-        return {"response": redact(text), "latency_ms": latency_ms, "ttft_ms": ttft_ms, "input_tokens": int(in_tok),
+        return {"response": redact(text, self.secrets), "latency_ms": latency_ms, "ttft_ms": ttft_ms, "input_tokens": int(in_tok),
                 "output_tokens": int(out_tok), "finish_reason": finish_reason,
-                "cost_usd": spec.cost_usd(int(in_tok), int(out_tok)), "tool_calls": tools.to_json(),
+                "cost_usd": spec.cost_usd(int(in_tok), int(out_tok)), "tool_calls": tools.to_json(self.secrets),
                 "response_mode": response_mode(spec, call.call_params.get("response_format"))}
 
     async def _admit(self, spec: ModelSpec, tokens: int) -> tuple[float, list[float] | None]:
@@ -495,7 +500,7 @@ class _ToolCalls:
                 entry["arguments"] += fn.arguments
         return bool(pieces)
 
-    def to_json(self) -> str | None:
+    def to_json(self, secrets: tuple[tuple[str, str], ...] | None = None) -> str | None:
         """``[{"id", "name", "arguments"}]`` as JSON (arguments decoded when they are JSON), None for no call."""
         if not self.calls:
             return None
@@ -507,7 +512,7 @@ class _ToolCalls:
             except ValueError:
                 pass  # kept as the raw text the model wrote: a tool_call scorer reports it
             out.append({"id": c["id"], "name": c["name"], "arguments": args})
-        return redact(json.dumps(out, ensure_ascii=False))
+        return redact(json.dumps(out, ensure_ascii=False), secrets)
 
 
 def _with_step(tool_calls: str | None, step: int) -> list[dict[str, Any]]:
