@@ -87,3 +87,15 @@ def test_a_run_redacts_the_secret_configured_when_it_started(monkeypatch):
 
     res = llmlab.run(["Hi", "Ho"], ["sandbox/fast"], completion=fake, **FAST)
     assert all(secret not in r and "ACME_API_KEY redacted" in r for r in res.results["response"])
+
+
+def test_litellms_thread_hand_offs_keep_one_root_task_on_llmlabs_loop(sandbox):
+    from anyio._backends._asyncio import find_root_task
+
+    async def root() -> object:
+        return find_root_task()
+
+    llmlab.run(["Hi"], ["sandbox/fast"], progress=False, cache=False)
+    first = _loop.submit(root()).result(10)
+    llmlab.run(["Ho"], ["sandbox/fast"], progress=False, cache=False)
+    assert _loop.submit(root()).result(10) is first and not first.done()

@@ -27,7 +27,7 @@ from llmlab.runner.retry import (
     classify_attempt,
     retry_after_s,
 )
-from llmlab.runner.wire import Wire, attach, counting_client, detach, with_deadline
+from llmlab.runner.wire import Wire, attach, counting_client, detach, keep_anyio_root, with_deadline
 from llmlab.runner.writer import BatchWriter
 
 __all__ = [
@@ -166,9 +166,14 @@ class _Fanout:
         except Exception:  # noqa: BLE001 - a scorer bug must not lose the row
             log.exception("llmlab: scoring %s failed; the row is kept without a score", call.call_id)
             scores = []
+        self.partial.pop(call.call_id, None)
+        self.record(row, scores)
+
+    def record(self, row: dict[str, Any], scores: list[dict[str, Any]]) -> None:
+        """Write, count and report one final row (its scores made): the local fan-out's and the worker
+        processes' rows (:mod:`llmlab.runner.workers`) all pass here."""
         self.writer.add(row, scores)
         self.stats.count(row)
-        self.partial.pop(call.call_id, None)
         if self.on_result is not None:
             try:
                 self.on_result({**row, "auto_score": scores[0]["score"] if scores else None})
@@ -437,9 +442,11 @@ class _Fanout:
                 row["error_type"] = type(last_exc).__name__ if last_exc else "error"
             self._finish(call, row)
 
-    def _cancelled_row(self, call: PlannedCall) -> dict[str, Any]:
+    def _cancelled_row(self, call: PlannedCall,
+                       message: str = "cancelled before it was sent (interrupt or cancel)",
+                       error_type: str = "cancelled") -> dict[str, Any]:
         row = self._base_row(call)
-        row.update(error_type="cancelled", error_message="cancelled before it was sent (interrupt or cancel)")
+        row.update(error_type=error_type, error_message=message)
         return row
 
     async def execute(self) -> RunStats:
@@ -449,6 +456,7 @@ class _Fanout:
         A cancellation records the calls in flight and those never started as ``cancelled`` rows; an unexpected
         error in llmlab itself cancels the rest the same way and is raised after the writer flushed."""
         self.writer.start()
+        keep_anyio_root()
         pending = iter(self.plan.calls)
 
         async def worker() -> None:
