@@ -99,3 +99,50 @@ def test_litellms_thread_hand_offs_keep_one_root_task_on_llmlabs_loop(sandbox):
     first = _loop.submit(root()).result(10)
     llmlab.run(["Ho"], ["sandbox/fast"], progress=False, cache=False)
     assert _loop.submit(root()).result(10) is first and not first.done()
+
+
+def test_workers_2_records_one_row_per_planned_call_like_one_process_and_honours_the_cache(sandbox):
+    prompts = [f"What is {i} + 1?" for i in range(12)]
+    models = ["sandbox/fast", "sandbox/frontier"]
+    one = llmlab.run(prompts, models, progress=False, cache=False, workers=1, timeout_s=30)
+    two = llmlab.run(prompts, models, progress=False, cache=False, workers=2, timeout_s=30)
+    assert sandbox.request_count() == 48
+    r1, r2 = one.results, two.results
+    assert len(r2) == 24 and r2["call_id"].is_unique and (r2["status"] == "ok").all()
+    key = ["prompt_id", "model"]
+    assert (r1.sort_values(key)[key + ["response", "input_tokens", "output_tokens"]].reset_index(drop=True)
+            .equals(r2.sort_values(key)[key + ["response", "input_tokens", "output_tokens"]].reset_index(drop=True)))
+    assert two.stats.done == 24 and two.stats.requests == 24
+    again = llmlab.run(prompts, models, progress=False, workers=2, timeout_s=30)
+    assert sandbox.request_count() == 48, "cache hits were sent again"
+    assert len(again.results) == 24 and again.results["cached"].all()
+
+
+def test_workers_divide_the_limits():
+    from llmlab.runner.options import RunOptions
+    from llmlab.runner.workers import worker_options
+
+    opts = RunOptions(concurrency=5, per_model_concurrency={"a": 3}, rate_limits={"a": {"rpm": 60}}, budget_usd=1.0)
+    shares = [worker_options(opts, 2, i) for i in range(2)]
+    assert [s.concurrency for s in shares] == [3, 2]
+    assert [s.per_model_concurrency for s in shares] == [{"a": 2}, {"a": 1}]
+    assert all(s.rate_limits == {"a": {"rpm": 30.0}} and s.budget_usd == 0.5 for s in shares)
+
+
+def test_a_cancelled_run_in_workers_still_records_every_planned_call(sandbox):
+    import time
+
+    from llmlab.runner import prepare, start
+
+    the_plan = prepare([f"Say {i}." for i in range(300)], ["sandbox/frontier"], cache=False, workers=2,
+                       concurrency=2, timeout_s=30)
+    handle = start(the_plan, on_result=lambda row: None)
+    deadline = time.monotonic() + 90
+    while (handle.stats is None or handle.stats.done < 4) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    handle.cancel()
+    res = handle.result(120)
+    rows = res.results
+    assert len(rows) == 300 and rows["call_id"].is_unique
+    assert (rows["status"] == "ok").sum() >= 4 and (rows["error_type"] == "cancelled").sum() > 0
+    assert set(rows["status"]) <= {"ok", "error"}
