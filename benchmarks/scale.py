@@ -6,7 +6,8 @@
 
 The local OpenAI-compatible server of benchmarks/fanout.py (aiohttp, SSE when asked) runs in *this* process
 with a fixed latency (20 ms by default); every size runs ``llmlab.run`` with its defaults (streamed, so TTFT is
-recorded), 4 model names, ``concurrency`` 64, ``cache=False``, in a fresh child process of its own, so that each
+recorded), 4 model names, ``concurrency`` 64, ``cache=False``, ``workers=1`` (``--workers``; CPU then counts the
+worker processes too, peak RSS is the largest process), in a fresh child process of its own, so that each
 size's CPU time (``time.process_time`` around the run) and peak RSS (``ru_maxrss``, the whole child: Python,
 LiteLLM, DuckDB) are its own. The child checks that every planned call is one stored row.
 
@@ -30,7 +31,13 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 HERE = Path(__file__).resolve().parent
 
 
-def _one(calls: int, models: int, concurrency: int, stream: bool) -> dict[str, float]:
+def _cpu_s() -> float:
+    """CPU seconds of this process and of its finished children (worker processes, when ``--workers`` > 1)."""
+    ch = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return time.process_time() + ch.ru_utime + ch.ru_stime
+
+
+def _one(calls: int, models: int, concurrency: int, stream: bool, workers: int) -> dict[str, float]:
     """In the child: one run of ``calls`` calls; returns its figures."""
     import llmlab
     from llmlab.models import set_price
@@ -42,11 +49,11 @@ def _one(calls: int, models: int, concurrency: int, stream: bool) -> dict[str, f
     llmlab.run(["warm"], names[:1], progress=False, cache=False)
     rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     prompts = [f"scale prompt {i}" for i in range(n_prompts)]
-    c0, t0 = time.process_time(), time.perf_counter()
+    c0, t0 = _cpu_s(), time.perf_counter()
     res = llmlab.run(prompts, names, progress=False, cache=False, concurrency=concurrency, max_tokens=32,
-                     stream=stream, timeout_s=120)
-    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+                     stream=stream, timeout_s=120, workers=workers)
+    wall, cpu = time.perf_counter() - t0, _cpu_s() - c0
+    rss = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss) / 1024
     n_rows = int(res.store.sql("SELECT count(*) AS n FROM calls WHERE run_id = ?", [res.run_id]).iloc[0, 0])
     planned = n_prompts * models
     return {"calls": planned, "rows": n_rows, "wall_s": wall, "cpu_s": cpu, "cpu_ms_per_call": cpu / planned * 1000,
@@ -60,11 +67,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--latency-ms", type=float, default=20.0)
     ap.add_argument("--concurrency", type=int, default=64)
     ap.add_argument("--no-stream", action="store_true")
+    ap.add_argument("--workers", type=int, default=1, help="llmlab.run(workers=...); 1 keeps CPU comparable")
     ap.add_argument("--child", type=int, default=0, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     stream = not args.no_stream
     if args.child:
-        print(json.dumps(_one(args.child, args.models, args.concurrency, stream)), flush=True)
+        print(json.dumps(_one(args.child, args.models, args.concurrency, stream, args.workers)), flush=True)
         return 0
 
     sys.path.insert(0, str(HERE))
@@ -80,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
         env = dict(os.environ, OPENAI_API_BASE=api_base, OPENAI_API_KEY="sk-bench-not-a-real-key",
                    LLMLAB_DB=str(Path(tempfile.mkdtemp(prefix="llmlab-scale-")) / "scale.duckdb"))
         cmd = [sys.executable, __file__, "--child", str(n), "--models", str(args.models), "--concurrency",
-               str(args.concurrency), "--latency-ms", str(args.latency_ms)] + (["--no-stream"] if not stream else [])
+               str(args.concurrency), "--latency-ms", str(args.latency_ms), "--workers", str(args.workers)] + (["--no-stream"] if not stream else [])
         proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
         lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
         if proc.returncode or not lines:

@@ -115,6 +115,8 @@ async def execute_in_workers(fan: Any, k: int) -> Any:
             raise
     finally:
         for proc in procs:
+            with contextlib.suppress(Exception):
+                proc.stdin.close()  # type: ignore[union-attr]
             if proc.returncode is None:
                 with contextlib.suppress(ProcessLookupError):
                     proc.kill()
@@ -133,13 +135,11 @@ async def execute_in_workers(fan: Any, k: int) -> Any:
 
 
 async def _start(fan: Any, share: list[Any], options: RunOptions) -> asyncio.subprocess.Process:
-    import llmlab
-
     plan = dataclasses.replace(fan.plan, calls=share, cached={}, options=options, store=None, completion=None,
                                prompt_set=None)
     payload = pickle.dumps({"plan": plan, "run_id": fan.run_id}, protocol=pickle.HIGHEST_PROTOCOL)
     env = dict(os.environ)
-    root = str(Path(llmlab.__file__).resolve().parent.parent)  # the same llmlab as the parent's
+    root = str(Path(__file__).resolve().parents[2])  # the same llmlab as the parent's
     env["PYTHONPATH"] = os.pathsep.join([root, *filter(None, [env.get("PYTHONPATH")])])
     proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "llmlab.runner.workers", env=env,
                                                 stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE)
