@@ -56,6 +56,7 @@ soak: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/fanout.py
+	$(PY) benchmarks/scale.py
 	$(PY) benchmarks/store_writes.py
 	$(PY) benchmarks/startup.py
 	$(PY) benchmarks/charts_first_click.py

@@ -15,6 +15,10 @@ Configurations (``concurrency`` 64 in all):
 - ``default``: ``llmlab.run`` with its defaults (streams, to record TTFT) and ``concurrency=64``;
 - ``no_stream``: ``llmlab.run(..., stream=False)`` (no TTFT).
 
+Workers (target 4): the same server with 0 ms latency, in a process of its own (so that it does not share this
+process's core), and ``llmlab.run`` with its defaults, ``concurrency`` 64, ``workers=1`` against ``workers=2``
+(``--workers-calls`` calls, interleaved, medians); target: ``workers=2`` >= 1.7 x the calls/s of ``workers=1``.
+
 Each is run ``--repeats`` times, interleaved; the figures are the medians. Ratios are against ``baseline``
 (``default`` also against ``baseline_stream``). Targets (issue "Performance"): default <= 1.10 x baseline,
 streamed llmlab <= 1.0 x baseline_stream. The last line is one JSON object (keys like
@@ -116,6 +120,36 @@ def _measure(fn) -> tuple[float, float]:  # noqa: ANN001
     return time.perf_counter() - t0, time.process_time() - c0
 
 
+def _workers(args: argparse.Namespace, llmlab, models: list[str]) -> dict[str, float]:  # noqa: ANN001
+    import subprocess
+
+    server = subprocess.Popen([sys.executable, __file__, "--serve", "--latency-ms", "0"], stdout=subprocess.PIPE,
+                              text=True)
+    try:
+        api_base = server.stdout.readline().strip()
+        os.environ["OPENAI_API_BASE"] = api_base
+        n_prompts = max(1, args.workers_calls // args.models)
+        calls = n_prompts * args.models
+        res: dict[int, list[float]] = {1: [], 2: []}
+        for rep in range(args.repeats):
+            for k in (1, 2):
+                prompts = [f"workers {k} {rep} prompt {i}" for i in range(n_prompts)]
+                wall, _ = _measure(lambda: llmlab.run(prompts, models, progress=False, cache=False,  # noqa: B023
+                                                      concurrency=args.concurrency, max_tokens=32, workers=k,
+                                                      timeout_s=60))
+                res[k].append(calls / wall)
+                print(f"  rep {rep} workers={k}: {calls / wall:7.1f} calls/s", flush=True)
+    finally:
+        server.kill()
+    med = {k: statistics.median(v) for k, v in res.items()}
+    ratio = med[2] / med[1]
+    print(f"  workers (0 ms latency, {calls} calls, {os.cpu_count()} cores): workers=1 {med[1]:.1f} calls/s, "
+          f"workers=2 {med[2]:.1f} calls/s = {ratio:.2f} x (target >= 1.7: {ratio >= 1.7})")
+    return {"fanout.workers.calls": calls, "fanout.workers.w1_calls_per_s": round(med[1], 1),
+            "fanout.workers.w2_calls_per_s": round(med[2], 1), "fanout.workers.ratio": round(ratio, 3),
+            "fanout.target.workers_ge_1_7": ratio >= 1.7}
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--calls", type=int, default=2000)
@@ -123,7 +157,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--latency-ms", type=float, default=200.0)
     ap.add_argument("--concurrency", type=int, default=64)
     ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--workers-calls", type=int, default=2000, help="0: skip the workers measurement")
+    ap.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    if args.serve:  # the workers measurement's server process
+        api_base, _ = _server(args.latency_ms / 1000)
+        print(api_base, flush=True)
+        threading.Event().wait()
     os.environ["LLMLAB_DB"] = str(Path(tempfile.mkdtemp(prefix="llmlab-fanout-")) / "bench.duckdb")
 
     import litellm
@@ -182,6 +222,8 @@ def main(argv: list[str] | None = None) -> int:
           f"({out['fanout.default.ratio_wall']}); streamed <= 1.0 x baseline_stream: "
           f"{out['fanout.target.stream_le_1_0']} ({out['fanout.default.ratio_wall_vs_stream_baseline']})")
     print("  promptfoo: not measured (not installed here)")
+    if args.workers_calls:
+        out.update(_workers(args, llmlab, models))
     print(json.dumps(out, sort_keys=True))
     return 0
 

@@ -51,8 +51,8 @@ def litellm_version() -> str:
         return "unknown"
 
 
-def redact(text: str | None) -> str | None:
+def redact(text: str | None, secrets: tuple[tuple[str, str], ...] | None = None) -> str | None:
     """See :func:`llmlab.redaction.redact` (secrets, their fragments and encodings, key-shaped tokens)."""
     from llmlab.redaction import redact as _redact
 
-    return _redact(text)
+    return _redact(text, secrets)

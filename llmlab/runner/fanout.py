@@ -27,7 +27,7 @@ from llmlab.runner.retry import (
     classify_attempt,
     retry_after_s,
 )
-from llmlab.runner.wire import Wire, attach, counting_client, detach, with_deadline
+from llmlab.runner.wire import Wire, attach, counting_client, detach, keep_anyio_root, with_deadline
 from llmlab.runner.writer import BatchWriter
 
 __all__ = [
@@ -118,6 +118,11 @@ class _Fanout:
         self.spent_usd = 0.0
         self.partial: dict[str, str] = {}
         self.t0 = time.monotonic()
+        # the secrets to redact from answers, as configured when the run starts (one environment scan per run,
+        # not one per answer: issue 11)
+        from llmlab.redaction import secrets_in_environment
+
+        self.secrets = secrets_in_environment()
 
     def _sem(self, model: str) -> Any:
         """The model's opt-in concurrency cap (a semaphore), or a no-op when it has none."""
@@ -161,9 +166,14 @@ class _Fanout:
         except Exception:  # noqa: BLE001 - a scorer bug must not lose the row
             log.exception("llmlab: scoring %s failed; the row is kept without a score", call.call_id)
             scores = []
+        self.partial.pop(call.call_id, None)
+        self.record(row, scores)
+
+    def record(self, row: dict[str, Any], scores: list[dict[str, Any]]) -> None:
+        """Write, count and report one final row (its scores made): the local fan-out's and the worker
+        processes' rows (:mod:`llmlab.runner.workers`) all pass here."""
         self.writer.add(row, scores)
         self.stats.count(row)
-        self.partial.pop(call.call_id, None)
         if self.on_result is not None:
             try:
                 self.on_result({**row, "auto_score": scores[0]["score"] if scores else None})
@@ -315,9 +325,9 @@ class _Fanout:
         if out_tok is None:
             out_tok = ll.token_counter(model=spec.litellm_model, text=text, count_response_tokens=True)
         # a key echoed in an answer is never stored (the token counts above are of the real answer)
-        return {"response": redact(text), "latency_ms": latency_ms, "ttft_ms": ttft_ms, "input_tokens": int(in_tok),
+        return {"response": redact(text, self.secrets), "latency_ms": latency_ms, "ttft_ms": ttft_ms, "input_tokens": int(in_tok),
                 "output_tokens": int(out_tok), "finish_reason": finish_reason,
-                "cost_usd": spec.cost_usd(int(in_tok), int(out_tok)), "tool_calls": tools.to_json(),
+                "cost_usd": spec.cost_usd(int(in_tok), int(out_tok)), "tool_calls": tools.to_json(self.secrets),
                 "response_mode": response_mode(spec, call.call_params.get("response_format"))}
 
     async def _admit(self, spec: ModelSpec, tokens: int) -> tuple[float, list[float] | None]:
@@ -432,9 +442,11 @@ class _Fanout:
                 row["error_type"] = type(last_exc).__name__ if last_exc else "error"
             self._finish(call, row)
 
-    def _cancelled_row(self, call: PlannedCall) -> dict[str, Any]:
+    def _cancelled_row(self, call: PlannedCall,
+                       message: str = "cancelled before it was sent (interrupt or cancel)",
+                       error_type: str = "cancelled") -> dict[str, Any]:
         row = self._base_row(call)
-        row.update(error_type="cancelled", error_message="cancelled before it was sent (interrupt or cancel)")
+        row.update(error_type=error_type, error_message=message)
         return row
 
     async def execute(self) -> RunStats:
@@ -444,6 +456,7 @@ class _Fanout:
         A cancellation records the calls in flight and those never started as ``cancelled`` rows; an unexpected
         error in llmlab itself cancels the rest the same way and is raised after the writer flushed."""
         self.writer.start()
+        keep_anyio_root()
         pending = iter(self.plan.calls)
 
         async def worker() -> None:
@@ -495,7 +508,7 @@ class _ToolCalls:
                 entry["arguments"] += fn.arguments
         return bool(pieces)
 
-    def to_json(self) -> str | None:
+    def to_json(self, secrets: tuple[tuple[str, str], ...] | None = None) -> str | None:
         """``[{"id", "name", "arguments"}]`` as JSON (arguments decoded when they are JSON), None for no call."""
         if not self.calls:
             return None
@@ -507,7 +520,7 @@ class _ToolCalls:
             except ValueError:
                 pass  # kept as the raw text the model wrote: a tool_call scorer reports it
             out.append({"id": c["id"], "name": c["name"], "arguments": args})
-        return redact(json.dumps(out, ensure_ascii=False))
+        return redact(json.dumps(out, ensure_ascii=False), secrets)
 
 
 def _with_step(tool_calls: str | None, step: int) -> list[dict[str, Any]]:

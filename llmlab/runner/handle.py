@@ -178,8 +178,12 @@ async def _arun_impl(the_plan: Plan, store: Store, *, name: str | None, tags: Se
     fan = _Fanout(the_plan, run_id, store, on_result=on_result, on_delta=on_delta, completion=the_plan.completion)
     holder["fanout"] = fan
     status = "finished"
+    from llmlab.runner.workers import execute_in_workers, resolve_workers
+
+    to_make = sum(1 for c in the_plan.calls if not (opts.cache and c.cache_key in the_plan.cached))
+    k = resolve_workers(opts, to_make, on_delta=on_delta, completion=the_plan.completion)
     try:
-        await fan.execute()
+        await (execute_in_workers(fan, k) if k > 1 else fan.execute())
     except asyncio.CancelledError:
         status = "cancelled"
         raise

@@ -46,8 +46,18 @@ class RunOptions(BaseModel):
       (read by :func:`fallbacks_from_config`). A model that fails (retries exhausted, or a non-retryable error)
       hands the call to the next model of its chain.
     - ``flush_interval_s``: how often the writer stores finished rows (at most 1 s: what a killed process loses).
-    - ``budget_usd``: stop issuing calls once this much was spent (USD); ``cache``: reuse stored answers;
-      ``stream``: stream responses (records ``ttft_ms``).
+    - ``budget_usd``: stop issuing calls once this much was spent (USD); ``cache``: reuse stored answers.
+    - ``stream``: stream responses (default True), which is what records ``ttft_ms`` (time to first token).
+      Its price is LiteLLM's streaming path: on a local server, 200 ms latency, concurrency 64, a streamed call
+      costs about 2.5-3 x the CPU of a non-streamed one (benchmarks/fanout.py: plain
+      ``litellm.acompletion(stream=True)`` against ``stream=False``), so a CPU-bound fan-out takes about twice
+      as long. ``stream=False`` gives the non-streamed speed (within about 10-25 % of plain LiteLLM) and
+      leaves ``ttft_ms`` empty.
+    - ``workers``: processes for the fan-out (default None: automatic, one process below 20,000 calls to make;
+      see :mod:`llmlab.runner.workers`). ``workers=K`` runs K worker processes, each with its own event loop
+      and a K-th of ``concurrency``, ``per_model_concurrency``, ``rate_limits`` and ``budget_usd``; the parent
+      keeps the store writer and the cache, and every planned call is still exactly one row. Not with
+      ``on_delta`` (live text stays in one process).
 
     Batch mode (:mod:`llmlab.runner.batch`, the README's "Scale" section): ``mode="batch"`` sends the calls
     through the providers' batch APIs (OpenAI, Anthropic: about half the price, results within 24 h) instead of
@@ -85,6 +95,7 @@ class RunOptions(BaseModel):
     batch_max_requests: int | None = Field(None, ge=1)
     batch_poll_s: float = Field(30.0, gt=0)
     batch_wait: bool = True
+    workers: int | None = Field(None, ge=1, le=64)
 
     @field_validator("fallbacks", mode="before")
     @classmethod

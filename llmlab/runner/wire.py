@@ -49,6 +49,7 @@ __all__ = [
     "WireTransport",
     "aclose_http_clients",
     "counting_client",
+    "keep_anyio_root",
     "with_deadline",
     "warm_up",
 ]
@@ -271,6 +272,35 @@ def counting_client(spec: ModelSpec, kwargs: Mapping[str, Any]) -> Any | None:
         clients[key] = openai.AsyncOpenAI(api_key=api_key or "none", base_url=base_url, http_client=http,
                                           max_retries=0)
     return clients[key]
+
+
+_anyio_roots: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Task[None]] = weakref.WeakKeyDictionary()
+
+
+def keep_anyio_root() -> None:
+    """Give anyio a long-lived root task on the running loop (call on llmlab's loop before a fan-out).
+
+    LiteLLM hands work to threads through ``anyio.to_thread`` (``asyncify``: a streamed answer's
+    ``stream_chunk_builder``, at the end of every stream). anyio keeps its worker threads alive for the life of
+    the loop's *root task*, which it finds as the task ``run_until_complete`` runs. llmlab's loop runs
+    ``run_forever``, so anyio found none: for every streamed call it scanned every task on the loop, took the
+    call's own task as the root and started a fresh thread that stopped with it (about 6 % of a streamed call's
+    CPU at concurrency 64, issue 11). The one use of anyio's private ``_root_task`` run variable, here; without
+    it (another anyio), nothing changes but the speed.
+    """
+    loop = asyncio.get_running_loop()
+    keeper = _anyio_roots.get(loop)
+    if keeper is not None and not keeper.done():
+        return
+    try:
+        from anyio._backends._asyncio import _root_task
+    except Exception:  # noqa: BLE001 - a speed-up only  # pragma: no cover
+        return
+    keeper = _anyio_roots[loop] = loop.create_task(asyncio.Event().wait(), name="llmlab-anyio-root")
+    try:
+        _root_task.set(keeper)
+    except Exception:  # noqa: BLE001 - a speed-up only  # pragma: no cover
+        keeper.cancel()
 
 
 def attach(wire: Wire) -> contextvars.Token[Wire | None]:

@@ -1,0 +1,265 @@
+"""The fan-out over several processes (``workers=K``): when one core is the limit, each worker process runs its
+own event loop and LiteLLM for a share of the plan, and the parent keeps the one store writer and the cache.
+
+- The parent serves the cache hits itself, splits the remaining calls by index (call ``i`` goes to worker
+  ``i % K``) and starts K ``python -m llmlab.runner.workers`` processes (a fresh interpreter each, not
+  ``multiprocessing``: nothing of the user's ``__main__`` script or notebook is re-run in them).
+- Each worker runs the ordinary fan-out (:class:`~llmlab.runner.fanout._Fanout`: retries, fallbacks, timeouts,
+  the wire accounting) and sends every finished row, scores made, back over its stdout pipe (length-prefixed
+  pickles); the parent writes, counts and reports them (``on_result``) exactly as a one-process run does.
+- Limits are divided among the workers: worker ``i`` gets ``concurrency // K`` calls in flight (the remainder
+  to the first ones), each model's ``per_model_concurrency`` cap and ``rate_limits`` (RPM, TPM) divided by K
+  (a cap at least 1), and ``budget_usd / K`` of the budget. ``on_delta`` (live streamed text) is not available
+  across processes: a run with ``on_delta`` stays in one process.
+- Every planned call ends as exactly one row: a cancellation (Ctrl-C, ``cancel()``) closes the workers' stdin,
+  each worker cancels its fan-out, which records its in-flight calls and those never started as ``cancelled``
+  rows and sends them; a call whose row never arrived (a worker that died) is recorded by the parent as a
+  ``WorkerDied`` (or, when cancelled, ``cancelled``) error row.
+
+``workers=None`` (the default) is automatic: one process, unless the plan has at least
+:data:`AUTO_MIN_CALLS` calls to make and the machine more than one core (then ``min(cores, 4)``): starting a
+worker costs an interpreter and LiteLLM's import (about 3 s), which only a large run earns back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import os
+import pickle
+import struct
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+from llmlab.runner.options import RunOptions
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "AUTO_MIN_CALLS",
+    "execute_in_workers",
+    "resolve_workers",
+    "worker_options",
+]
+
+#: ``workers=None`` uses more than one process only from this many calls to make (cache hits excluded).
+AUTO_MIN_CALLS = 20_000
+#: How long a cancelled run waits for its workers' last rows before it stops them, seconds.
+STOP_GRACE_S = 15.0
+_HEADER = struct.Struct("!I")
+
+
+def resolve_workers(options: RunOptions, calls_to_make: int, *, on_delta: Any = None, completion: Any = None) -> int:
+    """How many processes a run uses: ``options.workers``, or the automatic choice (see the module docstring);
+    1 whenever the run has ``on_delta`` or a ``completion`` stand-in (tests), or fewer calls than workers."""
+    if on_delta is not None or completion is not None or calls_to_make < 2:
+        return 1
+    k = options.workers
+    if k is None:
+        cores = os.cpu_count() or 1
+        k = min(cores, 4) if calls_to_make >= AUTO_MIN_CALLS and cores > 1 else 1
+    return max(1, min(k, calls_to_make))
+
+
+def _share(n: int, k: int, i: int) -> int:
+    return n // k + (1 if i < n % k else 0)
+
+
+def worker_options(options: RunOptions, k: int, i: int) -> RunOptions:
+    """Worker ``i`` of ``k``'s options: concurrency, per-model caps, rate limits and budget divided by ``k``."""
+    pmc = options.per_model_concurrency
+    if isinstance(pmc, dict):
+        pmc = {m: max(1, _share(n, k, i)) for m, n in pmc.items()}
+    elif pmc is not None:
+        pmc = max(1, _share(pmc, k, i))
+    limits = {m: {key: v / k for key, v in lim.items()} for m, lim in options.rate_limits.items()}
+    budget = options.budget_usd / k if options.budget_usd is not None else None
+    return options.model_copy(update={"concurrency": max(1, _share(options.concurrency, k, i)),
+                                      "per_model_concurrency": pmc, "rate_limits": limits, "budget_usd": budget,
+                                      "workers": 1})
+
+
+async def execute_in_workers(fan: Any, k: int) -> Any:
+    """Run ``fan``'s plan (a :class:`~llmlab.runner.fanout._Fanout`) in ``k`` worker processes; returns its
+    :class:`~llmlab.runner.fanout.RunStats`. Raises what a one-process run raises (``CancelledError`` when
+    cancelled, after every planned call was recorded and the writer closed)."""
+    fan.writer.start()
+    todo = []
+    for call in fan.plan.calls:
+        hit = fan.plan.cached.get(call.cache_key) if fan.opts.cache else None
+        if hit is not None:
+            fan._finish(call, fan._from_cache(call, hit))
+        else:
+            todo.append(call)
+    waiting = {c.call_id: c for c in todo}  # the calls whose row has not arrived yet
+    procs: list[asyncio.subprocess.Process] = []
+    lost: list[str] = []
+    try:
+        for i in range(k):
+            share = todo[i::k]
+            if share:
+                procs.append(await _start(fan, share, worker_options(fan.opts, k, i)))
+        pumps = [asyncio.ensure_future(_pump(fan, proc, waiting, lost)) for proc in procs]
+        try:
+            await asyncio.gather(*pumps)
+        except asyncio.CancelledError:
+            fan.stats.cancelled = True
+            for proc in procs:  # the stop signal: each worker cancels its fan-out and sends what it recorded
+                with contextlib.suppress(Exception):
+                    proc.stdin.close()  # type: ignore[union-attr]
+            await asyncio.shield(asyncio.wait(pumps, timeout=STOP_GRACE_S))
+            raise
+    finally:
+        for proc in procs:
+            with contextlib.suppress(Exception):
+                proc.stdin.close()  # type: ignore[union-attr]
+            if proc.returncode is None:
+                with contextlib.suppress(ProcessLookupError):
+                    proc.kill()
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(proc.wait())
+        why = "; ".join(lost)[:1500]
+        for call in list(waiting.values()):
+            if fan.stats.cancelled:
+                row = fan._cancelled_row(call, "cancelled before completion (interrupt or cancel)")
+            else:
+                row = fan._cancelled_row(call, f"its worker process ended before recording it ({why or 'no reason'})",
+                                         error_type="WorkerDied")
+            fan._finish(call, row)
+        await asyncio.shield(fan.writer.close())
+    return fan.stats
+
+
+async def _start(fan: Any, share: list[Any], options: RunOptions) -> asyncio.subprocess.Process:
+    plan = dataclasses.replace(fan.plan, calls=share, cached={}, options=options, store=None, completion=None,
+                               prompt_set=None)
+    payload = pickle.dumps({"plan": plan, "run_id": fan.run_id}, protocol=pickle.HIGHEST_PROTOCOL)
+    env = dict(os.environ)
+    root = str(Path(__file__).resolve().parents[2])  # the same llmlab as the parent's
+    env["PYTHONPATH"] = os.pathsep.join([root, *filter(None, [env.get("PYTHONPATH")])])
+    proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "llmlab.runner.workers", env=env,
+                                                stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE)
+    assert proc.stdin is not None
+    proc.stdin.write(_HEADER.pack(len(payload)) + payload)
+    await proc.stdin.drain()
+    return proc
+
+
+async def _pump(fan: Any, proc: asyncio.subprocess.Process, waiting: dict[str, Any], lost: list[str]) -> None:
+    """Receive one worker's rows until it ends."""
+    assert proc.stdout is not None
+    while True:
+        try:
+            size = _HEADER.unpack(await proc.stdout.readexactly(_HEADER.size))[0]
+            kind, body = pickle.loads(await proc.stdout.readexactly(size))
+        except asyncio.IncompleteReadError:
+            code = await proc.wait()
+            if code:
+                lost.append(f"worker pid {proc.pid} exited with code {code}")
+            return
+        if kind == "rows":
+            for row, scores in body:
+                if waiting.pop(row["call_id"], None) is not None:  # exactly one row per planned call
+                    fan.record(row, scores)
+        elif kind == "done":
+            fan.stats.queued_s += body.get("queued_s", 0.0)
+        elif kind == "error":
+            lost.append(body)
+            log.error("llmlab: a worker process failed: %s", body)
+
+
+# -- the worker process ------------------------------------------------------------------------------------
+class _PipeWriter:
+    """The worker's stand-in for :class:`~llmlab.runner.writer.BatchWriter`: finished rows go to the parent."""
+
+    def __init__(self, send: Any, interval_s: float) -> None:
+        self.send, self.interval_s = send, interval_s
+        self._rows: list[tuple[dict[str, Any], list[dict[str, Any]]]] = []
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._loop())
+
+    def add(self, row: dict[str, Any], scores: Any = ()) -> None:
+        self._rows.append((row, list(scores)))
+
+    async def _flush(self) -> None:
+        rows, self._rows = self._rows, []
+        if rows:
+            await asyncio.to_thread(self.send, "rows", rows)
+
+    async def _loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval_s)
+            await self._flush()
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        await self._flush()
+
+
+async def _work(payload: dict[str, Any], send: Any) -> None:
+    from llmlab.runner.fanout import _Fanout
+    from llmlab.runner.wire import warm_up
+
+    await asyncio.to_thread(warm_up)
+    fan = _Fanout(payload["plan"], payload["run_id"], None)  # type: ignore[arg-type]
+    fan.writer = _PipeWriter(send, min(0.2, fan.opts.flush_interval_s))  # type: ignore[assignment]
+    task = asyncio.ensure_future(fan.execute())
+    loop = asyncio.get_running_loop()
+
+    def watch_stdin() -> None:  # the parent closes our stdin to stop the run
+        with contextlib.suppress(Exception):
+            sys.stdin.buffer.read()
+        loop.call_soon_threadsafe(task.cancel)
+
+    threading.Thread(target=watch_stdin, daemon=True).start()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    send("done", {"queued_s": fan.stats.queued_s})
+
+
+def main() -> int:
+    """The worker process: read the share of the plan from stdin, send rows on stdout."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the parent, which stops us through stdin
+    out = os.fdopen(os.dup(1), "wb")
+    os.dup2(2, 1)  # anything printed goes to stderr, never into the row stream
+    lock = threading.Lock()
+
+    def send(kind: str, body: Any) -> None:
+        data = pickle.dumps((kind, body), protocol=pickle.HIGHEST_PROTOCOL)
+        with lock:
+            out.write(_HEADER.pack(len(data)) + data)
+            out.flush()
+
+    stdin = sys.stdin.buffer
+    size = _HEADER.unpack(stdin.read(_HEADER.size))[0]
+    payload = pickle.loads(stdin.read(size))
+    try:
+        from llmlab import _loop
+
+        loop = asyncio.new_event_loop()
+        _loop._cheap_asyncgen_finalizer(loop)
+        loop.run_until_complete(_work(payload, send))
+    except BaseException as exc:  # noqa: BLE001 - reported to the parent, which records the missing rows
+        import traceback
+
+        with contextlib.suppress(Exception):
+            send("error", "".join(traceback.format_exception_only(type(exc), exc)).strip()[:1000])
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    code = main()
+    sys.stdout.flush()
+    os._exit(code)  # no interpreter teardown (LiteLLM's idle executor threads): every row was sent

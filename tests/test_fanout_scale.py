@@ -1,0 +1,148 @@
+"""What the fan-out's speed work must not break (issue 11): ``concurrency`` means what it says at any size,
+abandoned async generators are still finalized on llmlab's loop, and a run redacts the secrets configured when it
+started. Speed itself is measured by benchmarks/fanout.py and benchmarks/scale.py, never asserted here."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import threading
+
+import llmlab
+from llmlab import _loop
+
+FAST = dict(progress=False, backoff_base_s=0.01, backoff_max_s=0.05, stream=False, cache=False)
+
+
+class _Resp:
+    def __init__(self, text: str) -> None:
+        from types import SimpleNamespace as NS
+
+        self.choices = [NS(message=NS(content=text), finish_reason="stop")]
+        self.usage = NS(prompt_tokens=5, completion_tokens=2)
+
+
+def test_concurrency_1000_puts_1000_calls_in_flight_at_once():
+    in_flight, peak = 0, 0
+    release = asyncio.Event()
+
+    async def fake(**kwargs):
+        nonlocal in_flight, peak
+        in_flight += 1
+        peak = max(peak, in_flight)
+        if peak >= 1000:
+            release.set()
+        try:
+            await asyncio.wait_for(release.wait(), 20)
+        finally:
+            in_flight -= 1
+        return _Resp("ok")
+
+    res = llmlab.run([f"p{i}" for i in range(1200)], ["sandbox/fast"], completion=fake, concurrency=1000,
+                     timeout_s=30, **FAST)
+    assert peak == 1000, f"concurrency=1000 held {peak} calls in flight"
+    assert len(res.results) == 1200 and (res.results["status"] == "ok").all()
+
+
+def test_an_abandoned_async_generator_is_still_finalized_on_llmlabs_loop():
+    closed: list[str] = []
+
+    async def gen(tag: str):
+        try:
+            yield 1
+            yield 2
+        finally:
+            closed.append(tag)
+
+    async def abandon(tag: str) -> None:
+        g = gen(tag)
+        await g.__anext__()
+        del g
+        gc.collect()
+        await asyncio.sleep(0.05)
+
+    _loop.submit(abandon("loop thread")).result(10)
+    # collected on another thread: the thread-safe path
+    holder: list = []
+
+    async def start_one() -> None:
+        g = gen("other thread")
+        await g.__anext__()
+        holder.append(g)
+
+    _loop.submit(start_one()).result(10)
+    t = threading.Thread(target=lambda: (holder.clear(), gc.collect()))
+    t.start()
+    t.join()
+    _loop.submit(asyncio.sleep(0.1)).result(10)
+    assert closed == ["loop thread", "other thread"]
+
+
+def test_a_run_redacts_the_secret_configured_when_it_started(monkeypatch):
+    secret = "zq-" + "k3y" * 8
+    monkeypatch.setenv("ACME_API_KEY", secret)
+
+    async def fake(**kwargs):
+        return _Resp(f"the key is {secret}")
+
+    res = llmlab.run(["Hi", "Ho"], ["sandbox/fast"], completion=fake, **FAST)
+    assert all(secret not in r and "ACME_API_KEY redacted" in r for r in res.results["response"])
+
+
+def test_litellms_thread_hand_offs_keep_one_root_task_on_llmlabs_loop(sandbox):
+    from anyio._backends._asyncio import find_root_task
+
+    async def root() -> object:
+        return find_root_task()
+
+    llmlab.run(["Hi"], ["sandbox/fast"], progress=False, cache=False)
+    first = _loop.submit(root()).result(10)
+    llmlab.run(["Ho"], ["sandbox/fast"], progress=False, cache=False)
+    assert _loop.submit(root()).result(10) is first and not first.done()
+
+
+def test_workers_2_records_one_row_per_planned_call_like_one_process_and_honours_the_cache(sandbox):
+    prompts = [f"What is {i} + 1?" for i in range(12)]
+    models = ["sandbox/fast", "sandbox/frontier"]
+    one = llmlab.run(prompts, models, progress=False, cache=False, workers=1, timeout_s=30)
+    two = llmlab.run(prompts, models, progress=False, cache=False, workers=2, timeout_s=30)
+    assert sandbox.request_count() == 48
+    r1, r2 = one.results, two.results
+    assert len(r2) == 24 and r2["call_id"].is_unique and (r2["status"] == "ok").all()
+    key = ["prompt_id", "model"]
+    assert (r1.sort_values(key)[key + ["response", "input_tokens", "output_tokens"]].reset_index(drop=True)
+            .equals(r2.sort_values(key)[key + ["response", "input_tokens", "output_tokens"]].reset_index(drop=True)))
+    assert two.stats.done == 24 and two.stats.requests == 24
+    again = llmlab.run(prompts, models, progress=False, workers=2, timeout_s=30)
+    assert sandbox.request_count() == 48, "cache hits were sent again"
+    assert len(again.results) == 24 and again.results["cached"].all()
+
+
+def test_workers_divide_the_limits():
+    from llmlab.runner.options import RunOptions
+    from llmlab.runner.workers import worker_options
+
+    opts = RunOptions(concurrency=5, per_model_concurrency={"a": 3}, rate_limits={"a": {"rpm": 60}}, budget_usd=1.0)
+    shares = [worker_options(opts, 2, i) for i in range(2)]
+    assert [s.concurrency for s in shares] == [3, 2]
+    assert [s.per_model_concurrency for s in shares] == [{"a": 2}, {"a": 1}]
+    assert all(s.rate_limits == {"a": {"rpm": 30.0}} and s.budget_usd == 0.5 for s in shares)
+
+
+def test_a_cancelled_run_in_workers_still_records_every_planned_call(sandbox):
+    import time
+
+    from llmlab.runner import prepare, start
+
+    the_plan = prepare([f"Say {i}." for i in range(300)], ["sandbox/frontier"], cache=False, workers=2,
+                       concurrency=2, timeout_s=30)
+    handle = start(the_plan, on_result=lambda row: None)
+    deadline = time.monotonic() + 90
+    while (handle.stats is None or handle.stats.done < 4) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    handle.cancel()
+    res = handle.result(120)
+    rows = res.results
+    assert len(rows) == 300 and rows["call_id"].is_unique
+    assert (rows["status"] == "ok").sum() >= 4 and (rows["error_type"] == "cancelled").sum() > 0
+    assert set(rows["status"]) <= {"ok", "error"}
