@@ -144,6 +144,11 @@ def test_a_replay_through_the_complexity_router_records_the_tier_and_model(expor
     assert (calls["answered_by"] == calls["model"]).all()
     dec = store.routing_decisions(run_id)
     assert len(dec) == len(held_out) and set(dec["policy_kind"]) == {"complexity"}
+    # llmlab's own fan-out routes by the same model file
+    import llmlab
+
+    res = llmlab.run(held_out[-2:], router=exported.parent / "llmlab_route_policy.json", progress=False, max_tokens=8)
+    assert list(res.results.sort_values("prompt")["model"]) == [_tier_model(policy, p)[1] for p in sorted(held_out[-2:])]
 
 
 @pytest.mark.slow
