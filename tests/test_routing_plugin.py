@@ -240,7 +240,7 @@ def test_a_routed_run_accepts_a_policy_object(policy, held_out, sandbox):
     assert len(res2.store.routing_decisions(res2.run_id)) == 2
 
 
-def test_a_complexity_policy_tiers_prompts_and_is_served_by_the_same_plugin(tmp_path, held_out, sandbox,
+def test_a_complexity_policy_tiers_prompts_and_can_be_served_by_the_same_plugin(tmp_path, held_out, sandbox,
                                                                             monkeypatch):
     from llmlab.routing import ComplexityPolicy, evaluate_policy
     from llmlab.routing.complexity import complexity_features
@@ -256,7 +256,9 @@ def test_a_complexity_policy_tiers_prompts_and_is_served_by_the_same_plugin(tmp_
     loaded = Policy.from_json(pol.to_json(tmp_path / "c.json"))
     assert [loaded.route(p) for p in held_out] == [pol.route(p) for p in held_out]
     monkeypatch.setenv("LLMLAB_SANDBOX_API_KEY", "sandbox-key")
-    router = load_router(pol.export(tmp_path / "serve"))
+    # the plugin form (serve="plugin"); the default export is LiteLLM's complexity router
+    # (tests/test_routing_complexity_router.py)
+    router = load_router(pol.export(tmp_path / "serve", serve="plugin"))
     for prompt in (held_out[0], held_out[-1]):
         sandbox.reset_stats()
         meta: dict = {}

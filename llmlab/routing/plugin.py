@@ -40,7 +40,8 @@ from typing import Any
 from llmlab.errors import RoutingError
 from llmlab.settings import ROUTING_POLICY_ENV
 
-__all__ = ["POLICY_ENV", "SIGNAL", "PolicyPlugin", "load_plugin", "load_router", "prompt_text", "route_decision"]
+__all__ = ["POLICY_ENV", "SIGNAL", "PolicyPlugin", "TierClassifier", "load_classifier", "load_plugin", "load_router",
+           "prompt_text", "route_decision"]
 
 POLICY_ENV = ROUTING_POLICY_ENV
 SIGNAL = "llmlab_route"
@@ -161,6 +162,45 @@ class PolicyPlugin:
         return context
 
 
+class TierClassifier:
+    """A LiteLLM ``ClassifierPlugin`` (``litellm.types.router.ClassifierPlugin``: ``async classify(context) -> tier
+    name``) for the complexity router's ``classifier_type: custom``: the tier of a complexity policy
+    (:class:`llmlab.routing.complexity.ComplexityPolicy`) for the request's last user message. LiteLLM's complexity
+    router then routes to the model group the config's ``tiers`` names for it, and records the tier in the request
+    metadata (``metadata["routing_decision"]["tier"]``, ``cause: "classifier_plugin"``) and the
+    ``x-litellm-complexity-router-tier`` response header.
+
+    Raises RoutingError for a policy without tiers.
+    """
+
+    def __init__(self, policy: Any, *, source: str = "policy") -> None:
+        if not getattr(policy, "tiers", None):
+            raise RoutingError(f"{source}: a {policy.kind} policy has no tiers; LiteLLM's complexity router needs a "
+                               "complexity policy (fit_policy(..., kind='complexity'))")
+        self.policy, self.source = policy, source
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike[str]) -> TierClassifier:
+        """Load the model file written beside the config. Raises RoutingError as :meth:`PolicyPlugin.from_file`."""
+        plugin = PolicyPlugin.from_file(path)
+        return cls(plugin.policy, source=plugin.source)
+
+    def tier(self, prompt: str) -> str:
+        """The tier name of one prompt (a ``tier_definitions`` name of the exported config)."""
+        return str(self.policy.decide(prompt)[1]["tier"])
+
+    async def classify(self, context: Any) -> str:
+        """LiteLLM's ``ClassifierPlugin.classify``: the tier of the last user message of ``context``."""
+        return self.tier(prompt_text(context.structured_messages or context.raw_messages))
+
+
+def load_classifier(module_file: str | os.PathLike[str], name: str = "llmlab_route_policy.json") -> TierClassifier:
+    """The classifier for the module ``llmlab_tiers.py`` written beside ``config.yaml``: the model file ``name``
+    beside ``module_file``, or ``$LLMLAB_ROUTING_POLICY``. Raises RoutingError as :meth:`PolicyPlugin.from_file`."""
+    override = os.environ.get(POLICY_ENV)
+    return TierClassifier.from_file(Path(override).expanduser() if override else Path(module_file).parent / name)
+
+
 def route_decision(metadata: Mapping[str, Any] | None) -> dict[str, Any] | None:
     """The plugin's decision recorded in a request's metadata (``kwargs["litellm_params"]["metadata"]`` in a
     ``CustomLogger``), or None when no llmlab plugin routed it."""
@@ -226,4 +266,19 @@ def load_router(config: str | os.PathLike[str], **overrides: Any) -> Any:
     kwargs = router_kwargs(dict(cfg))
     if kwargs.get("plugins"):
         kwargs["plugins"] = [_resolve(e, path.parent) for e in kwargs["plugins"]]
+    model_list = []
+    for dep in kwargs["model_list"]:
+        # the proxy resolves complexity_router_config.classifier_plugin / .plugins dotted paths at start-up
+        # (proxy_server.resolve_complexity_router_plugins); an in-process Router needs the live objects
+        crc = ((dep or {}).get("litellm_params") or {}).get("complexity_router_config") if isinstance(dep, Mapping) \
+            else None
+        if isinstance(crc, Mapping) and (isinstance(crc.get("classifier_plugin"), str) or crc.get("plugins")):
+            crc = dict(crc)
+            if isinstance(crc.get("classifier_plugin"), str):
+                crc["classifier_plugin"] = _resolve(crc["classifier_plugin"], path.parent)
+            if crc.get("plugins"):
+                crc["plugins"] = [_resolve(e, path.parent) for e in crc["plugins"]]
+            dep = {**dep, "litellm_params": {**dep["litellm_params"], "complexity_router_config": crc}}
+        model_list.append(dep)
+    kwargs["model_list"] = model_list
     return litellm().Router(**{**kwargs, **overrides})

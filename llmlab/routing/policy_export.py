@@ -2,7 +2,10 @@
 
 - ``kind="category"``: the tags config of :mod:`llmlab.routing.litellm_config` (DESIGN.md decision 8): one
   deployment per category row, the category in ``litellm_params.tags``; no plugin.
-- ``kind="prompt"`` / ``"complexity"``: the plugin config below, served by :class:`llmlab.routing.plugin.PolicyPlugin`.
+- ``kind="prompt"`` (and ``"complexity"`` with ``serve="plugin"``): the plugin config below, served by
+  :class:`llmlab.routing.plugin.PolicyPlugin`.
+- ``kind="complexity"`` (default ``serve="complexity_router"``): LiteLLM's own complexity-router config (below),
+  the tiers decided by :class:`llmlab.routing.plugin.TierClassifier` as its ``classifier_plugin``.
 
 Plugin config, in ``directory`` (three files)::
 
@@ -22,6 +25,28 @@ Plugin config, in ``directory`` (three files)::
     llmlab_route.py               # plugin = llmlab.routing.plugin.load_plugin(__file__)
     llmlab_route_policy.json      # the policy model file (JSON arrays, never pickle) + its "litellm" section
 
+Complexity-router config, in ``directory`` (three files)::
+
+    config.yaml
+      model_list:
+        - model_name: llmlab-router           # LiteLLM's complexity router (auto_router/complexity_router)
+          litellm_params:
+            model: auto_router/complexity_router
+            complexity_router_config:
+              classifier_type: custom           # LiteLLM's ClassifierPlugin interface
+              classifier_plugin: llmlab_tiers.classifier
+              tier_definitions: [{name: simple, description: ...}, {name: medium, ...}, {name: complex, ...}]
+              tiers: {simple: llmlab-router--sandbox-tiny, medium: ..., complex: llmlab-router--sandbox-frontier}
+              fallback_tier: complex            # a failing classifier routes to the dearest tier, never the cheapest
+        - model_name: llmlab-router--sandbox-tiny   # one model group per policy model
+          litellm_params: {model: anthropic/tiny, api_base: os.environ/..., prices}
+      router_settings:
+        fallbacks: [{llmlab-router--sandbox-tiny: [llmlab-router--sandbox-frontier]}, ...]   # dearest first
+        num_retries: 2
+        timeout: 60.0
+    llmlab_tiers.py               # classifier = llmlab.routing.plugin.load_classifier(__file__)
+    llmlab_route_policy.json      # the complexity policy (weights, cuts, tiers) + its "litellm" section
+
 The proxy's Python must import llmlab (the plugin module imports :mod:`llmlab.routing.plugin`; NumPy, no
 scikit-learn). Keys and sandbox addresses appear only as ``os.environ/VAR``.
 """
@@ -35,12 +60,13 @@ from typing import Any
 
 from llmlab.errors import RoutingError
 
-__all__ = ["CONFIG_FILE", "PLUGIN_MODULE", "POLICY_FILE", "export_litellm_config", "policy_config",
-           "write_policy_config"]
+__all__ = ["CLASSIFIER_MODULE", "CONFIG_FILE", "PLUGIN_MODULE", "POLICY_FILE", "complexity_router_config",
+           "export_litellm_config", "policy_config", "write_policy_config"]
 
 CONFIG_FILE = "config.yaml"
 PLUGIN_MODULE = "llmlab_route"
 POLICY_FILE = "llmlab_route_policy.json"
+CLASSIFIER_MODULE = "llmlab_tiers"
 
 _MODULE_TEXT = '''"""Written by llmlab: the LiteLLM routing plugin that config.yaml names (router_settings.plugins).
 
@@ -51,6 +77,18 @@ file stops the start-up with an llmlab RoutingError.
 from llmlab.routing.plugin import load_plugin
 
 plugin = load_plugin(__file__, {policy_file!r})
+'''
+
+_CLASSIFIER_TEXT = '''"""Written by llmlab: the classifier plugin of LiteLLM's complexity router that config.yaml names
+(complexity_router_config.classifier_plugin): it returns the tier of the llmlab complexity policy.
+
+Loads {policy_file} beside this file (or $LLMLAB_ROUTING_POLICY) when LiteLLM starts; a missing or corrupt
+file stops the start-up with an llmlab RoutingError.
+"""
+
+from llmlab.routing.plugin import load_classifier
+
+classifier = load_classifier(__file__, {policy_file!r})
 '''
 
 
@@ -122,21 +160,98 @@ def policy_config(policy: Any, *, public_model_name: str = "llmlab-router", run_
     return {"model_list": model_list, "router_settings": settings}
 
 
+def complexity_router_config(policy: Any, *, public_model_name: str = "llmlab-router", run_id: str | None = None,
+                             num_retries: int = 2, timeout_s: float = 60.0,
+                             classifier_module: str = CLASSIFIER_MODULE) -> dict[str, Any]:
+    """LiteLLM's complexity-router config (a dict for ``yaml.safe_dump``) serving a complexity policy (see the module
+    docstring): the public model is an ``auto_router/complexity_router`` deployment whose ``classifier_plugin``
+    (``classifier_module.classifier``, LiteLLM's ``ClassifierPlugin``) names the policy's tier; each tier routes to
+    the model group of the policy's model for it; every model group falls back to the dearer ones, dearest first.
+
+    Raises RoutingError for a policy that is not a complexity policy, more than 8 tiers (LiteLLM's limit on
+    ``tier_definitions``), a model with no non-zero price, or two models on one LiteLLM model string.
+    """
+    from llmlab.routing.litellm_config import _deployment, _slug
+
+    if policy.kind != "complexity":
+        raise RoutingError(f"LiteLLM's complexity router serves complexity policies, not {policy.kind!r} ones")
+    if len(policy.tiers) > 8:
+        raise RoutingError(f"{len(policy.tiers)} tiers: LiteLLM's complexity router takes at most 8 tier_definitions")
+    deps = _deployments(policy)
+    if len(set(deps.values())) != len(deps):
+        raise RoutingError(f"two policy models map to one LiteLLM model ({deps}): LiteLLM cannot tell them apart")
+    group = {m: f"{public_model_name}--{_slug(m)}" for m in policy.models}
+    cuts = [float(c) for c in policy.cuts]
+    definitions = []
+    for t, name in enumerate(policy.tiers):
+        lo = f"{cuts[t - 1]:.6g}" if t > 0 else "-inf"
+        hi = f"{cuts[t]:.6g}" if t < len(cuts) else "+inf"
+        definitions.append({"name": name, "description": f"llmlab complexity score in [{lo}, {hi}): routed to "
+                                                         f"{policy.models[policy.tier_models[t]]}"})
+    tiers = {name: group[policy.models[policy.tier_models[t]]] for t, name in enumerate(policy.tiers)}
+    dearest_tier = max(range(len(policy.tiers)), key=lambda t: (policy.tier_models[t], t))
+    router_dep = {"model_name": public_model_name,
+                  "litellm_params": {"model": "auto_router/complexity_router",
+                                     "complexity_router_config": {
+                                         "classifier_type": "custom",
+                                         "classifier_plugin": f"{classifier_module}.classifier",
+                                         "tier_definitions": definitions, "tiers": tiers,
+                                         "fallback_tier": policy.tiers[dearest_tier]}},
+                  "model_info": {"id": f"{public_model_name}--complexity-router",
+                                 "llmlab": {"run_id": run_id, "policy_kind": policy.kind,
+                                            "role": f"tiers by {classifier_module}.classifier"}}}
+    model_list = [router_dep]
+    for m in policy.models:
+        dep = _deployment(m, public_name=group[m], tags=[],
+                          info={"run_id": run_id, "policy_kind": policy.kind, "policy_model": m,
+                                "tiers": [n for t, n in enumerate(policy.tiers)
+                                          if policy.models[policy.tier_models[t]] == m]})
+        dep["litellm_params"].pop("tags", None)
+        dep["model_info"]["id"] = group[m]
+        model_list.append(dep)
+    fallbacks = [{group[m]: [group[d] for d in reversed(policy.models) if d != m]} for m in policy.models
+                 if len(policy.models) > 1]
+    settings: dict[str, Any] = {"num_retries": int(num_retries), "timeout": float(timeout_s),
+                                "routing_strategy": "simple-shuffle"}
+    if fallbacks:
+        settings["fallbacks"] = fallbacks
+    return {"model_list": model_list, "router_settings": settings}
+
+
 def write_policy_config(policy: Any, directory: str | os.PathLike[str], *, config_name: str = CONFIG_FILE,
-                        public_model_name: str = "llmlab-router", **kwargs: Any) -> Path:
+                        public_model_name: str = "llmlab-router", serve: str | None = None, **kwargs: Any) -> Path:
     """Write the files serving ``policy`` into ``directory`` (created); returns the config's path.
 
-    Category policies: the tags config only. Other kinds: ``config.yaml``, ``llmlab_route.py`` and
-    ``llmlab_route_policy.json``; the model file is loaded back through the plugin before returning, so a file the
-    plugin cannot serve fails here. ``kwargs`` go to :func:`policy_config`. Raises RoutingError as it does.
+    Category policies: the tags config only. Complexity policies (``serve="complexity_router"``, the default for
+    them): LiteLLM's complexity-router config (:func:`complexity_router_config`), ``llmlab_tiers.py`` and
+    ``llmlab_route_policy.json``. Prompt policies (and complexity ones with ``serve="plugin"``): ``config.yaml``,
+    ``llmlab_route.py`` and ``llmlab_route_policy.json``. The model file is loaded back as the plugin loads it before
+    returning, so a file the plugin cannot serve fails here. ``kwargs`` go to :func:`policy_config` /
+    :func:`complexity_router_config`. Raises RoutingError as they do, and for an unknown ``serve``.
     """
     import yaml
 
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
-    cfg = policy_config(policy, public_model_name=public_model_name, **kwargs)
+    serve = serve or ("complexity_router" if policy.kind == "complexity" else "plugin")
+    if serve not in ("plugin", "complexity_router"):
+        raise RoutingError(f"serve={serve!r}: expected 'plugin' or 'complexity_router'")
     path = out / config_name
     header = "# LiteLLM config written by llmlab (policy export).\n"
+    if serve == "complexity_router" and policy.kind != "category":
+        cfg = complexity_router_config(policy, public_model_name=public_model_name, **kwargs)
+        payload = {**policy.to_dict(), "litellm": {"model_group": public_model_name, "serve": "complexity_router",
+                                                   "deployments": _deployments(policy)}}
+        (out / POLICY_FILE).write_text(json.dumps(payload, separators=(",", ":")), encoding="utf-8")
+        (out / f"{CLASSIFIER_MODULE}.py").write_text(_CLASSIFIER_TEXT.format(policy_file=POLICY_FILE),
+                                                     encoding="utf-8")
+        policy.portable()
+        header += (f"# LiteLLM's complexity router: the complexity policy in {POLICY_FILE} names each request's tier "
+                   f"({CLASSIFIER_MODULE}.py, LiteLLM's ClassifierPlugin).\n# Load: `litellm --config {config_name}` "
+                   "(llmlab importable), or llmlab.routing.plugin.load_router(path); async calls only.\n")
+        path.write_text(header + yaml.safe_dump(cfg, sort_keys=False, allow_unicode=True), encoding="utf-8")
+        return path
+    cfg = policy_config(policy, public_model_name=public_model_name, **kwargs)
     if policy.kind == "category":
         header += "# Call model '%s' with metadata={'tags': ['<category>']} (acompletion / proxy only).\n" % (
             public_model_name)

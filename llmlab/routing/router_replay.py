@@ -7,7 +7,8 @@ fan-out and retry policy) and records each request as a call row of a new run (`
 (from the response's ``model_id``), ``fallbacks_taken`` / ``attempts`` from LiteLLM's ``x-litellm-attempted-*``
 headers, a failed request an error row. Prompts with a reference and a scorer are scored as in any run, so the
 run's quality is what the deployed policy gives, fallback path included; the routing decisions go to the
-``routing_decisions`` table. Tags configs (category tables) are replayed with the prompt's category as the tag.
+``routing_decisions`` table. Tags configs (category tables) are replayed with the prompt's category as the tag;
+LiteLLM complexity-router configs (complexity policies) record the tier LiteLLM's router chose.
 """
 
 from __future__ import annotations
@@ -35,8 +36,31 @@ def _served_by(cfg: dict[str, Any]) -> dict[str, str]:
     return out
 
 
+def _complexity_tiers(cfg: dict[str, Any]) -> tuple[str, dict[str, str]] | None:
+    """For a LiteLLM complexity-router config (``policy.export`` of a complexity policy): ``(public model name,
+    {model group: llmlab model})``; None for any other config."""
+    for dep in cfg["model_list"]:
+        params = dep.get("litellm_params") or {}
+        if str(params.get("model", "")).startswith("auto_router/complexity_router"):
+            groups = {str(d.get("model_name")): str(((d.get("model_info") or {}).get("llmlab") or {}).get("policy_model")
+                                                  or d.get("model_name")) for d in cfg["model_list"] if d is not dep}
+            return str(dep["model_name"]), groups
+    return None
+
+
+def _tier_decision(meta: dict[str, Any], groups: dict[str, str]) -> dict[str, Any] | None:
+    """The decision LiteLLM's complexity router recorded (``metadata["routing_decision"]``), in llmlab's shape."""
+    rd = meta.get("routing_decision")
+    if not isinstance(rd, dict) or rd.get("router_type") != "complexity":
+        return None
+    routed = str(rd.get("routed_model"))
+    return {"model": groups.get(routed, routed), "policy_kind": "complexity", "tier": rd.get("tier"),
+            "cause": rd.get("cause"), "model_group": routed, "score": rd.get("score"), "threshold": None}
+
+
 async def _one(router: Any, public: str, p: Any, messages: list[dict[str, str]], params: dict[str, Any],
-               tags_mode: bool, served: dict[str, str], tag_models: dict[str, str]) -> tuple[dict[str, Any], Any]:
+               tags_mode: bool, served: dict[str, str], tag_models: dict[str, str],
+               tier_groups: dict[str, str] | None = None) -> tuple[dict[str, Any], Any]:
     from llmlab._litellm import redact
     from llmlab.models import resolve
     from llmlab.routing.plugin import route_decision
@@ -67,6 +91,8 @@ async def _one(router: Any, public: str, p: Any, messages: list[dict[str, str]],
                    error_message=(redact(str(exc)) or "")[:500])
     row["latency_ms"] = (time.perf_counter() - t0) * 1000
     decision = route_decision(meta)
+    if decision is None and tier_groups is not None:
+        decision = _tier_decision(meta, tier_groups)
     if decision is None and tags_mode:
         decision = {"model": tag_models.get(p.category or "default", tag_models.get("default")),
                     "policy_kind": "category", "category": p.category}
@@ -109,8 +135,11 @@ def replay_through_router(config: str | os.PathLike[str], prompts: Any, *, store
     if not isinstance(cfg, dict) or not isinstance(cfg.get("model_list"), list) or not cfg["model_list"]:
         raise RoutingError(f"{path}: not a LiteLLM config (no model_list)")
     settings = cfg.get("router_settings") or {}
-    tags_mode = not settings.get("plugins")
+    tiers = _complexity_tiers(cfg)
+    tags_mode = not settings.get("plugins") and tiers is None
     public = next(iter((settings.get("fallbacks") or [{}])[0]), None) or cfg["model_list"][0]["model_name"]
+    if tiers is not None:
+        public = tiers[0]
     if tags_mode:
         from llmlab.routing.litellm_config import _config_model_name
 
@@ -139,7 +168,7 @@ def replay_through_router(config: str | os.PathLike[str], prompts: Any, *, store
         async def bounded(p: Any) -> tuple[dict[str, Any], Any]:
             async with sem:
                 return await _one(router, public, p, build_messages(p.text, p.system or system), params, tags_mode,
-                                  served, tag_models)
+                                  served, tag_models, tiers[1] if tiers else None)
 
         return await asyncio.gather(*(bounded(p) for p in ps))
 
