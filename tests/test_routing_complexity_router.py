@@ -147,8 +147,12 @@ def test_a_replay_through_the_complexity_router_records_the_tier_and_model(expor
     # llmlab's own fan-out routes by the same model file
     import llmlab
 
+    want = [_tier_model(policy, p)[1] for p in sorted(held_out[-2:])]
     res = llmlab.run(held_out[-2:], router=exported.parent / "llmlab_route_policy.json", progress=False, max_tokens=8)
-    assert list(res.results.sort_values("prompt")["model"]) == [_tier_model(policy, p)[1] for p in sorted(held_out[-2:])]
+    assert list(res.results.sort_values("prompt")["model"]) == want
+    # and by the export itself: the config directory (LiteLLM's complexity router config and its model file)
+    res = llmlab.run(held_out[-2:], router=exported.parent, progress=False, max_tokens=8, cache=False)
+    assert list(res.results.sort_values("prompt")["model"]) == want
 
 
 @pytest.mark.slow

@@ -100,6 +100,15 @@ def load_decider(router: Any) -> Decider:
     ours = [p for p in plugins if isinstance(p, PolicyPlugin)]
     if ours:
         return Decider(ours[0].decide, list(ours[0].policy.models), source=str(path), config=cfg)
+    # a complexity policy served by LiteLLM's own complexity router: its model file is written beside the config
+    complexity = [d for d in cfg["model_list"] if str((d.get("litellm_params") or {}).get("model", "")).startswith(
+        "auto_router/complexity_router")]
+    if complexity:
+        model_file = path.parent / "llmlab_route_policy.json"
+        if not model_file.exists():
+            raise RoutingError(f"{path}: serves a complexity router but its model file {model_file} is missing")
+        plugin = PolicyPlugin.from_file(model_file)
+        return Decider(plugin.decide, list(plugin.policy.models), source=str(path), config=cfg)
     return _tags_decider(cfg, str(path))
 
 
