@@ -57,6 +57,7 @@ soak: $(STAMP)
 bench: $(STAMP)
 	$(PY) benchmarks/fanout.py
 	$(PY) benchmarks/store_writes.py
+	$(PY) benchmarks/store.py
 
 clean:
 	rm -rf $(VENV) $(LATEST_VENV) .venv-lock reports/*.html reports/*.yaml reports/*.png reports/*.duckdb*
