@@ -58,6 +58,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/fanout.py
 	$(PY) benchmarks/scale.py
 	$(PY) benchmarks/store_writes.py
+	$(PY) benchmarks/store.py
 	$(PY) benchmarks/startup.py
 	$(PY) benchmarks/charts_first_click.py
 
