@@ -23,7 +23,7 @@ CHILD = textwrap.dedent('''
     import importlib, json, sys, time
     import pandas as pd
     import llmlab
-    compare_module = importlib.import_module("llmlab.widgets.compare")
+    compare_module = importlib.import_module("llmlab.widgets.compare_tabs")
     if sys.argv[1] == "off":
         compare_module._warm_started.set()      # the warm-up never starts: everything imports on the click
     rows = [{"run_id": "r1", "call_id": f"c{i}-{m}", "prompt_id": f"p{i}", "sample_index": 0,
