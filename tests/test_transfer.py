@@ -14,6 +14,11 @@ from llmlab.store import Store
 from llmlab.transfer import calls_checksum_sql, export_run, import_run
 
 
+def _small():
+    """18 quickstart prompts, 3 per category: enough for every table of a run, a fraction of the time."""
+    return llmlab.load_prompts("quickstart").filter(per_category=3)
+
+
 def _checksums(store: Store, run_id: str) -> dict:
     """Row counts of every table of the run and checksums of its answers and costs."""
     q = f"(SELECT * FROM call_records WHERE run_id = '{run_id}')"
@@ -33,7 +38,7 @@ def recorded(sandbox, tmp_path):
     """A recorded run with answers, costs, an error row, auto scores and a human rating."""
     store = Store(tmp_path / "a.duckdb")
     sandbox.inject("500", model="tiny", times=1)
-    res = llmlab.run("quickstart", ["sandbox/frontier", "sandbox/tiny"], store=store, progress=False, max_attempts=1,
+    res = llmlab.run(_small(), ["sandbox/frontier", "sandbox/tiny"], store=store, progress=False, max_attempts=1,
                      name="shared")
     first = res.results["call_id"].iloc[0]
     store.rate(first, 4, scale="stars", comment="fine")
@@ -108,8 +113,8 @@ def test_a_newer_export_is_refused_and_nothing_is_imported(recorded, tmp_path):
 def test_attach_compares_two_stores_in_one_query(sandbox, tmp_path):
     mine = Store(tmp_path / "mine.duckdb")
     theirs = Store(tmp_path / "theirs.duckdb")
-    llmlab.run("quickstart", ["sandbox/frontier"], store=mine, progress=False)
-    llmlab.run("quickstart", ["sandbox/tiny"], store=theirs, progress=False)
+    llmlab.run(_small(), ["sandbox/frontier"], store=mine, progress=False)
+    llmlab.run(_small(), ["sandbox/tiny"], store=theirs, progress=False)
     expected_theirs = float(theirs.sql("SELECT sum(cost_usd) AS c FROM calls")["c"][0])
     assert mine.attach(tmp_path / "theirs.duckdb", "theirs") == "theirs"
     frame = mine.sql("""
@@ -132,10 +137,10 @@ def test_attach_a_folder_of_exported_runs_beside_the_local_store(sandbox, tmp_pa
     team = tmp_path / "team"
     for name, model in (("alice", "sandbox/frontier"), ("bob", "sandbox/fast")):
         s = Store(tmp_path / f"{name}.duckdb")
-        res = llmlab.run("quickstart", [model], store=s, progress=False, name=name)
+        res = llmlab.run(_small(), [model], store=s, progress=False, name=name)
         export_run(res, team)
     mine = Store(tmp_path / "mine.duckdb")
-    llmlab.run("quickstart", ["sandbox/tiny"], store=mine, progress=False)
+    llmlab.run(_small(), ["sandbox/tiny"], store=mine, progress=False)
     mine.attach(team, "team")
     frame = mine.sql("""
         SELECT model, avg(q.quality) AS quality, count(*) AS n FROM (
