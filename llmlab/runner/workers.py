@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from llmlab.runner.options import RunOptions
+from llmlab.runner.writer import PeriodicFlush
 
 log = logging.getLogger(__name__)
 
@@ -173,16 +174,13 @@ async def _pump(fan: Any, proc: asyncio.subprocess.Process, waiting: dict[str, A
 
 
 # -- the worker process ------------------------------------------------------------------------------------
-class _PipeWriter:
+class _PipeWriter(PeriodicFlush):
     """The worker's stand-in for :class:`~llmlab.runner.writer.BatchWriter`: finished rows go to the parent."""
 
     def __init__(self, send: Any, interval_s: float) -> None:
         self.send, self.interval_s = send, interval_s
         self._rows: list[tuple[dict[str, Any], list[dict[str, Any]]]] = []
         self._task: asyncio.Task[None] | None = None
-
-    def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._loop())
 
     def add(self, row: dict[str, Any], scores: Any = ()) -> None:
         self._rows.append((row, list(scores)))
@@ -192,16 +190,8 @@ class _PipeWriter:
         if rows:
             await asyncio.to_thread(self.send, "rows", rows)
 
-    async def _loop(self) -> None:
-        while True:
-            await asyncio.sleep(self.interval_s)
-            await self._flush()
-
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await self._stop()
         await self._flush()
 
 

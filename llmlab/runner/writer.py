@@ -12,12 +12,42 @@ from llmlab.store import Store
 
 __all__ = [
     "BatchWriter",
+    "PeriodicFlush",
 ]
 
 log = logging.getLogger(__name__)
 
 
-class BatchWriter:
+class PeriodicFlush:
+    """A buffer flushed every ``interval_s`` seconds by a task on the running loop: ``start()`` starts it,
+    ``_stop()`` cancels it (waiting for the cancellation); subclasses give ``_flush()``. Shared by
+    :class:`BatchWriter` and the worker processes' pipe writer (:mod:`llmlab.runner.workers`)."""
+
+    interval_s: float
+    _task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._loop())
+
+    async def _flush(self) -> Any:
+        raise NotImplementedError
+
+    async def _loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval_s)
+            await self._flush()
+
+    async def _stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+            self._task = None
+
+
+class BatchWriter(PeriodicFlush):
     """The one writer of a run: buffers call and score rows and bulk-inserts them at least every ``interval_s``.
 
     A failed write keeps its rows for the next flush; the store's inserts are idempotent per ``call_id`` (see
@@ -35,9 +65,6 @@ class BatchWriter:
         self.rows_written = 0
         self.flushes = 0
         self.failed_flushes = 0
-
-    def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._loop())
 
     def add(self, row: dict[str, Any], scores: Sequence[dict[str, Any]] = ()) -> None:
         self._calls.append(row)
@@ -78,20 +105,9 @@ class BatchWriter:
         self.store.append_calls(calls)
         self.store.append_scores(scores)
 
-    async def _loop(self) -> None:
-        while True:
-            await asyncio.sleep(self.interval_s)
-            await self._flush()
-
     async def close(self) -> None:
         """Stop the periodic flush and write what is left (raises StoreError after ``close_attempts`` failures)."""
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
+        await self._stop()
         if self._inflight is not None:  # a write interrupted by the cancellation: let it finish first
             await asyncio.wait({self._inflight[0]})
             self._settle()
