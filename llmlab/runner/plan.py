@@ -106,12 +106,16 @@ class Plan:
         lines = [
             f"Plan: {self.n_calls} calls = {len(self.prompt_set)} prompts × {len(self.specs)} models × "
             f"{self.options.samples} samples; {self.n_cached} from cache; estimated cost {est_s}",
-            f"  concurrency {self.options.concurrency} calls in flight"
-            + ("" if self.options.per_model_concurrency is None else "; per-model caps: " + ", ".join(
-                f"{s.name} {per_model_cap(self.options, s.name) or 'none'}" for s in self.specs)),
+            *self.option_lines(),
         ]
         lines += ["  " + line for line in self.to_frame().to_string(index=False).splitlines()]
         return "\n".join(lines)
+
+    def option_lines(self) -> list[str]:
+        """The lines of ``repr`` that state the run's settings (concurrency, per-model caps), indented."""
+        return [f"  concurrency {self.options.concurrency} calls in flight"
+                + ("" if self.options.per_model_concurrency is None else "; per-model caps: " + ", ".join(
+                    f"{s.name} {per_model_cap(self.options, s.name) or 'none'}" for s in self.specs))]
 
 
 def per_model_cap(options: RunOptions, model: str) -> int | None:

@@ -90,7 +90,7 @@ def stream_plan(source: Any, models: Any = None, *, options: RunOptions | None =
         part = plan(chunk, models, options=options, store=store)  # the chunk is rendered already (template applied)
         if summary is None:
             summary = PlanSummary(options=options, models=[s.name for s in part.specs])
-            summary.option_lines = repr(part).splitlines()[1:1 + _n_option_lines(part)]
+            summary.option_lines = part.option_lines()
         for row in part.to_frame().to_dict("records"):
             acc = summary.per_model.setdefault(row["model"], {"calls": 0, "cached": 0, "est_cost_usd": 0.0})
             acc["calls"] += int(row["calls"])
@@ -104,9 +104,3 @@ def stream_plan(source: Any, models: Any = None, *, options: RunOptions | None =
     summary.repeats_dropped, summary.chunks = stats.repeats_dropped, stats.chunks
     return summary
 
-
-def _n_option_lines(part: Any) -> int:
-    """How many lines of ``repr(Plan)`` after its first describe the options (concurrency and the like), that is,
-    the lines before the per-model table."""
-    table = part.to_frame().to_string(index=False).splitlines()
-    return len(repr(part).splitlines()) - 1 - len(table)
