@@ -7,8 +7,9 @@ The store is generated inside DuckDB by :func:`benchmarks.store_scale.fill` (no 
 10^5-call run, each read is timed ``--repeats`` times (median) next to its baseline in the same process:
 
 - ``writes``: :meth:`Store.append_calls` in batches of ``--batch`` rows (target >= 100,000 rows/s);
-- ``summary``: :meth:`Store.results` + :func:`llmlab.analysis.summarize` per model x category (target < 1 s);
-- ``routing_table``: :meth:`Store.results` + :func:`llmlab.routing.routing_table` (target < 2 s);
+- ``summary``: :func:`llmlab.summarize` of the stored run per model x category, aggregated in DuckDB
+  (:func:`llmlab.analysis.summary_sql.summarize_run`; target < 1 s);
+- ``routing_table``: :func:`llmlab.routing_table` of the stored run (target < 2 s);
 - ``results``: :meth:`Store.results` of the run (target < 1 s);
 - ``compare``: opening :func:`llmlab.compare` on the run, the widget built, not rendered (target < 3 s).
 
@@ -91,8 +92,8 @@ def reads(store, run_id: str, repeats: int) -> dict[str, float]:  # noqa: ANN001
     out = {
         "raw_group_by": _median_s(raw_group_by, repeats),
         "raw_select": _median_s(raw_select, repeats),
-        "summary": _median_s(lambda: summarize(store.results(run_id), by=("model", "category")), repeats),
-        "routing_table": _median_s(lambda: routing_table(store.results(run_id)), repeats),
+        "summary": _median_s(lambda: summarize(run_id, by=("model", "category"), store=store), repeats),
+        "routing_table": _median_s(lambda: routing_table(run_id, store=store), repeats),
         "results": _median_s(lambda: store.results(run_id), repeats),
         "compare": _median_s(lambda: llmlab.compare(run_id, store=store), repeats),
     }

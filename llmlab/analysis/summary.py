@@ -23,6 +23,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -257,12 +258,16 @@ def _group_metrics(g: pd.DataFrame, q: np.ndarray) -> dict:
     }
 
 
-def summarize(results: pd.DataFrame, by: str | Sequence[str] = ("model", "category")) -> pd.DataFrame:
+def summarize(results: Any, by: str | Sequence[str] = ("model", "category"), *, store: Any = None) -> pd.DataFrame:
     """Summarize a results frame per group (by default per model and category).
 
     Args:
-        results: a results frame (one row per final call).
+        results: a results frame (one row per final call); or a stored run: a
+            :class:`~llmlab.runner.handle.RunResult`, or a run reference (id, name, ``"last"``) in ``store``. A
+            stored run is aggregated inside DuckDB (:func:`llmlab.analysis.summary_sql.summarize_run`: the same
+            frame, without loading the run's rows into pandas).
         by: the column or columns to group by; each group becomes one row.
+        store: the :class:`~llmlab.Store` a run reference is looked up in (default: the default store).
 
     Returns:
         A DataFrame sorted by the group columns, with the group columns first and then:
@@ -289,8 +294,16 @@ def summarize(results: pd.DataFrame, by: str | Sequence[str] = ("model", "catego
         - ``fallback_rate``: share of calls for which at least one fallback model was tried, in [0, 1].
 
     Raises:
-        ResultsFrameError: ``results`` lacks a needed column or a ``by`` column.
+        ResultsFrameError: ``results`` lacks a needed column or a ``by`` column (for a stored run: ``by`` is not
+            a column of the ``calls`` view).
+        RunNotFoundError: ``results`` is a run reference that names no run in ``store``.
     """
+    if not isinstance(results, pd.DataFrame):
+        from llmlab.analysis.summary_sql import run_source, summarize_run
+
+        source = run_source(results, store)
+        if source is not None:
+            return summarize_run(source[0], source[1], by=by)
     by_cols = [by] if isinstance(by, str) else list(by)
     _require(results, (*_SUMMARY_NEEDS, *by_cols), "results")
     columns = [*by_cols, *SUMMARY_COLUMNS]
@@ -315,9 +328,10 @@ def summarize(results: pd.DataFrame, by: str | Sequence[str] = ("model", "catego
     return out
 
 
-def summarize_models(results: pd.DataFrame) -> pd.DataFrame:
-    """:func:`summarize` by ``model`` only: one row per model asked for, same metric columns."""
-    return summarize(results, by=("model",))
+def summarize_models(results: Any, *, store: Any = None) -> pd.DataFrame:
+    """:func:`summarize` by ``model`` only: one row per model asked for, same metric columns (``results``: a
+    results frame or a stored run, as for :func:`summarize`)."""
+    return summarize(results, by=("model",), store=store)
 
 
 def pareto_frontier(

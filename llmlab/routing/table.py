@@ -34,16 +34,31 @@ TABLE_COLUMNS = ("category", "model", "quality", "quality_ci_low", "quality_ci_h
                  "cost_per_1k_prompts_usd", "error_rate", "fallbacks", "reason")
 
 
-def _summaries(results: Any) -> tuple[Any, Any]:
+_NO_SCORES = ("no call of these results has a quality score: score the run first "
+              "(deterministic scorers need references; or use an LLM judge or human ratings)")
+
+
+def _summaries(results: Any, source: tuple[Any, str] | None = None,
+               models: Iterable[str] | None = None) -> tuple[Any, Any]:
+    """The per model x category and per model summaries a table is chosen from: of a results frame, or of a
+    stored run ``source = (store, run_id)`` aggregated in DuckDB (the same frames, the rows never loaded)."""
     from llmlab.analysis import summarize
 
+    if source is not None:
+        from llmlab.analysis.summary_sql import summarize_run_sets
+
+        by_cat, pooled = summarize_run_sets(source[0], source[1], [("model", "category"), ("model",)], models=models)
+        if by_cat.empty:
+            raise RoutingError("no results to route from")
+        if int(by_cat["n_scored"].sum()) == 0:
+            raise RoutingError(_NO_SCORES)
+        return by_cat, pooled.assign(category=DEFAULT_CATEGORY)
     if results is None or len(results) == 0:
         raise RoutingError("no results to route from")
     if "category" not in results.columns:
         raise RoutingError("the results have no 'category' column")
     if results["quality"].notna().sum() == 0:
-        raise RoutingError("no call of these results has a quality score: score the run first "
-                           "(deterministic scorers need references; or use an LLM judge or human ratings)")
+        raise RoutingError(_NO_SCORES)
     by_cat = summarize(results, by=("model", "category"))
     pooled = summarize(results, by=("model",))
     pooled = pooled.assign(category=DEFAULT_CATEGORY)
@@ -108,11 +123,16 @@ ROUTING_DEFAULTS: dict[str, Any] = {"tolerance": 0.02, "min_quality": None, "max
 def routing_table(results: Any, *, tolerance: float | None = ROUTING_DEFAULTS["tolerance"],
                   min_quality: float | None = None, max_latency_p95_ms: float | None = None,
                   min_n: int = ROUTING_DEFAULTS["min_n"], max_fallbacks: int = ROUTING_DEFAULTS["max_fallbacks"],
-                  models: Iterable[str] | None = None, min_judge_agreement: float | None = None) -> Any:
+                  models: Iterable[str] | None = None, min_judge_agreement: float | None = None,
+                  store: Any = None) -> Any:
     """Derive a routing table from a results frame (:meth:`Store.results`: needs ``model, category, quality,
-    latency_ms, cost_usd, status`` and the other columns :func:`llmlab.analysis.summarize` reads).
+    latency_ms, cost_usd, status`` and the other columns :func:`llmlab.analysis.summarize` reads), or from a
+    stored run.
 
     Args:
+        results: a results frame; or a stored run (a :class:`~llmlab.runner.handle.RunResult`, or a run
+            reference in ``store``), whose summaries are then aggregated in DuckDB without loading its rows
+            (with ``min_judge_agreement`` its rows are loaded: the agreement needs every score).
         tolerance: accept models whose quality (0..1) is at least the category's best minus this; None: no
             relative target.
         min_quality: absolute quality target (0..1); None: none. Both targets apply when both are given.
@@ -124,6 +144,7 @@ def routing_table(results: Any, *, tolerance: float | None = ROUTING_DEFAULTS["t
         min_judge_agreement: trust the LLM judge's scores only when its Cohen's kappa with the human ratings
             (on calls rated by both) is at least this; otherwise quality is the human rating, else the
             deterministic score (:func:`llmlab.analysis.agreement.trusted_quality`). None: always trust it.
+        store: the :class:`~llmlab.Store` a run reference is looked up in (default: the default store).
 
     Returns a :class:`~llmlab.routing.table_frame.RoutingTable` (a DataFrame that prints as readable text in a
     terminal) with columns ``category, model, quality, quality_ci_low, quality_ci_high, n,
@@ -134,9 +155,18 @@ def routing_table(results: Any, *, tolerance: float | None = ROUTING_DEFAULTS["t
 
     Raises RoutingError when there are no results, no categories or no quality scores.
     """
+    import pandas as pd
+
     from llmlab.routing.table_frame import RoutingTable
 
-    if models is not None:
+    source = None
+    if not isinstance(results, pd.DataFrame) and results is not None:
+        from llmlab.analysis.summary_sql import run_source
+
+        source = run_source(results, store)
+        if source is not None and min_judge_agreement is not None:
+            results, source = source[0].results(source[1]), None
+    if models is not None and source is None:
         keep = set(models)
         results = results[results["model"].isin(keep)]
     if min_judge_agreement is not None:
@@ -145,7 +175,7 @@ def routing_table(results: Any, *, tolerance: float | None = ROUTING_DEFAULTS["t
         results = trusted_quality(results, min_judge_agreement)
     if tolerance is None and min_quality is None and max_latency_p95_ms is None:
         tolerance = 0.0
-    by_cat, pooled = _summaries(results)
+    by_cat, pooled = _summaries(results, source, models)
     kw = {"tolerance": tolerance, "min_quality": min_quality, "max_latency_p95_ms": max_latency_p95_ms,
           "min_n": min_n, "max_fallbacks": max_fallbacks}
     rows = []

@@ -33,8 +33,10 @@ __all__ = [
 class RunResult:
     """A finished (or cancelled) run: its id, its store, its counters, and the frames behind it.
 
-    ``results`` is :meth:`Store.results` (one row per call, see there for the columns); ``summary()`` is
-    :func:`llmlab.analysis.summarize` over it.
+    ``results`` is :meth:`Store.results` (one row per call, see there for the columns; loaded once, until
+    :meth:`refresh`); ``summary()`` and ``route()`` are :func:`llmlab.analysis.summarize` and
+    :func:`llmlab.routing_table` of the stored run, aggregated in DuckDB as the store holds it now (the rows are
+    not loaded, so they stay fast on a 10^5-call run).
     """
 
     def __init__(self, run_id: str, store: Store, stats: RunStats | None = None, plan: Plan | None = None) -> None:
@@ -65,7 +67,7 @@ class RunResult:
     def summary(self, by: Sequence[str] = ("model",)) -> Any:
         from llmlab.analysis import summarize
 
-        return summarize(self.results, by=tuple(by))
+        return summarize(self, by=tuple(by))
 
     def paired_summary(self, **kwargs: Any) -> Any:
         """Per category, best against runner-up with the smallest detectable difference
@@ -77,7 +79,7 @@ class RunResult:
     def route(self, **kwargs: Any) -> Any:
         from llmlab.routing.table import routing_table
 
-        return routing_table(self.results, **kwargs)
+        return routing_table(self, **kwargs)
 
     def report(self, path: str | None = None, **kwargs: Any) -> Any:
         from llmlab.views.report import report_run
