@@ -21,6 +21,7 @@ __all__ = [
     "SORTS",
     "STATUS_FILTERS",
     "frame_from_records",
+    "model_header_figures",
     "model_header_html",
     "quality_badge",
     "quality_color",
@@ -254,9 +255,11 @@ def frame_from_records(records: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
 
 
 
-def model_header_html(model: str, recs: Iterable[Mapping[str, Any]]) -> str:
-    """A model's column header: its name, then quality (mean over scored calls, coloured), p50 latency of ok
-    calls, cost of the non-cached calls (USD) and errors, all from ``recs`` (that model's records)."""
+def model_header_figures(recs: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
+    """The figures of a model's column header from that model's records (pending calls left out):
+    ``quality`` (mean of the human rating, else the quality, over scored calls; None when none), ``n_quality``,
+    ``latency_p50_ms`` (median over ok calls; None), ``n_costs`` (ok calls not served from the cache),
+    ``cost_usd`` (their total in USD; None when a price is unknown), ``n_errors``."""
     import statistics
 
     recs = [r for r in recs if r.get("status") != "pending"]
@@ -264,18 +267,30 @@ def model_header_html(model: str, recs: Iterable[Mapping[str, Any]]) -> str:
                            _num(r.get("quality")) for r in recs) if q is not None]
     lat = [v for v in (_num(r.get("latency_ms")) for r in recs if _is_ok(r)) if v is not None]
     costs = [_num(r.get("cost_usd")) for r in recs if _is_ok(r) and not r.get("cached")]
-    n_err = sum(1 for r in recs if r.get("status") == "error")
+    known = [c for c in costs if c is not None]
+    return {"quality": sum(quality) / len(quality) if quality else None, "n_quality": len(quality),
+            "latency_p50_ms": statistics.median(lat) if lat else None, "n_costs": len(costs),
+            "cost_usd": sum(known) if len(known) == len(costs) else None,
+            "n_errors": sum(1 for r in recs if r.get("status") == "error")}
+
+
+def model_header_html(model: str, recs: Iterable[Mapping[str, Any]] | None = None, *,
+                      figures: Mapping[str, Any] | None = None) -> str:
+    """A model's column header: its name, then quality (mean over scored calls, coloured), p50 latency of ok
+    calls, cost of the non-cached calls (USD) and errors: the :func:`model_header_figures` of ``recs`` (that
+    model's records), or ``figures`` computed elsewhere (:func:`llmlab.widgets.records.header_figures`)."""
+    fig = figures if figures is not None else model_header_figures(recs or ())
     bits = []
-    if quality:
-        bits.append(quality_badge(sum(quality) / len(quality), label=f"quality {sum(quality) / len(quality):.2f}"
-                                  f" (n={len(quality)})"))
-    if lat:
-        bits.append(_badge(f"p50 {_fmt_ms(statistics.median(lat))}", "info", title="median latency of ok calls"))
-    if costs:
-        known = [c for c in costs if c is not None]
-        bits.append(_badge(_fmt_usd(sum(known)) if len(known) == len(costs) else "price unknown", "info",
+    if fig["quality"] is not None:
+        q = fig["quality"]
+        bits.append(quality_badge(q, label=f"quality {q:.2f} (n={fig['n_quality']})"))
+    if fig["latency_p50_ms"] is not None:
+        bits.append(_badge(f"p50 {_fmt_ms(fig['latency_p50_ms'])}", "info", title="median latency of ok calls"))
+    if fig["n_costs"]:
+        bits.append(_badge(_fmt_usd(fig["cost_usd"]) if fig["cost_usd"] is not None else "price unknown", "info",
                            title="cost of this model's calls (USD, cache hits excluded)"))
-    if n_err:
+    if fig["n_errors"]:
+        n_err = fig["n_errors"]
         bits.append(_badge(f"{n_err} error{'s' if n_err != 1 else ''}", "error"))
     return (f'<div class="{_NO_MATH}" style="font-size:12px;{_LH}"><div class="llmlab-model-name" '
             f'style="font-weight:bold;word-break:break-all">{_esc(model)}</div><div style="line-height:1.6">{"".join(bits)}</div></div>')

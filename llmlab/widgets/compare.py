@@ -28,6 +28,7 @@ from llmlab.widgets.cells import (
     _badge,
     _cell_badges,
     _cell_html,
+    _clean,
     _css_ident,
     _esc,
     _fmt_ms,
@@ -37,13 +38,13 @@ from llmlab.widgets.cells import (
     _truncate,
     frame_from_records,
     model_header_html,
-    records_from_frame,
 )
 from llmlab.widgets.compare_tabs import ChartsAndRouting, _warm_chart_imports
 from llmlab.widgets.download import DownloadPanel
-from llmlab.widgets.grid import grid_rows
+from llmlab.widgets.grid import GridRows, grid_rows
 from llmlab.widgets.images import thumbnails
 from llmlab.widgets.pairs import TAB_TITLES, PairsView
+from llmlab.widgets.records import RecordTable, header_figures
 from llmlab.widgets.routing_tab import _fmt_int, _fmt_score
 
 __all__ = [
@@ -80,7 +81,8 @@ class CompareView(ChartsAndRouting, W.VBox):
         page_rows: the current page's slice of grid_rows.
     """
 
-    def __init__(self, records: Iterable[Mapping[str, Any]] = (), *, models: Sequence[str] | None = None,
+    def __init__(self, records: Iterable[Mapping[str, Any]] | pd.DataFrame = (), *,
+                 models: Sequence[str] | None = None,
                  run_id: str | None = None, store: Any = None, meta: Mapping[str, Any] | None = None,
                  page_size: int = 10, live_refresh_s: float = 0.5, rate_wait_s: float = 3.0) -> None:
         super().__init__()
@@ -95,7 +97,7 @@ class CompareView(ChartsAndRouting, W.VBox):
         self.live_refresh_s = float(live_refresh_s)
         self.rate_wait_s = float(rate_wait_s)
         self._lock = threading.RLock()
-        self._records: dict[str, dict[str, Any]] = {}
+        self._records: RecordTable = RecordTable()
         self._index: dict[tuple[str, int], dict[str, str]] = {}
         self._order: list[tuple[str, int]] = []
         self._pending_rows: list[dict[str, Any]] = []
@@ -104,7 +106,7 @@ class CompareView(ChartsAndRouting, W.VBox):
         self._live = False
         self._suspend = 0
         self.page = 0
-        self.grid_rows: list[dict[str, Any]] = []
+        self.grid_rows: GridRows = GridRows([], {}, {}, {}, [])
         self.selected_call_id: str | None = None
         self._routing_table: Any = None
         self.routing_error: str | None = None
@@ -113,12 +115,18 @@ class CompareView(ChartsAndRouting, W.VBox):
         self._charts_dirty = True
         self.chart_figures: dict[str, Any] = {}
         self.exported_path: Path | None = None
-        records = [dict(r) for r in records]
+        frame = records if isinstance(records, pd.DataFrame) else None
+        records = [] if frame is not None else [dict(r) for r in records]
         if models is None:
-            models = list(dict.fromkeys(str(r.get("model")) for r in records if r.get("model") is not None))
+            found = (frame["model"].dropna().astype(str).unique().tolist() if frame is not None and "model" in frame
+                     else [str(r.get("model")) for r in records if r.get("model") is not None])
+            models = list(dict.fromkeys(found))
         self.models: list[str] = list(dict.fromkeys(models))
         self._build()
-        self._ingest(records, replace=True)
+        if frame is not None:
+            self._ingest_frame(frame)
+        else:
+            self._ingest(records, replace=True)
         self._refresh_all()
 
     # -- construction ---------------------------------------------------------------------------------
@@ -131,20 +139,19 @@ class CompareView(ChartsAndRouting, W.VBox):
         store = store or Store()
         run_id = store.resolve_run(run)
         meta = store.run(run_id)
-        records = records_from_frame(store.results(run_id))
+        frame = store.results(run_id)
         models = list(meta.get("models") or [])
-        for r in records:
-            if r.get("model") not in models:
-                models.append(r["model"])
-        return cls(records, models=models, run_id=run_id, store=store, meta=meta, **kwargs)
+        for m in frame["model"].dropna().unique().tolist():
+            if m not in models:
+                models.append(m)
+        return cls(frame, models=models, run_id=run_id, store=store, meta=meta, **kwargs)
 
     @classmethod
     def from_frame(cls, results: pd.DataFrame, *, store: Any = None, **kwargs: Any) -> CompareView:
         """A view of a results frame (:meth:`Store.results` columns). Ratings need ``store``."""
-        records = records_from_frame(results)
-        run_ids = {r.get("run_id") for r in records} - {None}
+        run_ids = set(results["run_id"].dropna().tolist()) if "run_id" in results.columns else set()
         run_id = run_ids.pop() if len(run_ids) == 1 else None
-        return cls(records, run_id=run_id, store=store, **kwargs)
+        return cls(results, run_id=run_id, store=store, **kwargs)
 
     def _build(self) -> None:
         layout_dd = W.Layout(width="230px")
@@ -302,9 +309,46 @@ class CompareView(ChartsAndRouting, W.VBox):
     def _ingest(self, records: Iterable[Mapping[str, Any]], *, replace: bool = False) -> None:
         with self._lock:
             if replace:
-                self._records, self._index, self._order = {}, {}, []
+                self._records, self._index, self._order = RecordTable(), {}, []
             for r in records:
                 self._put(dict(r))
+
+    def _ingest_frame(self, frame: pd.DataFrame) -> None:
+        """Replace the view's calls by a results frame's rows, kept as columns (:class:`RecordTable`): the same
+        index, order and prompt info :meth:`_put` would build, without a dict per call."""
+        fields = ("category", "prompt", "reference", "scorer")
+        missing = [f for f in fields if f not in frame.columns]
+        if missing:  # a record always has its prompt's fields (as _put gives them)
+            frame = frame.assign(**dict.fromkeys(missing))
+        table = RecordTable(frame)
+        index: dict[tuple[str, int], dict[str, str]] = {}
+        order: list[tuple[str, int]] = []
+        info: dict[str, dict[str, Any]] = {}
+        n = len(frame)
+
+        def col(name: str) -> list[Any]:
+            return frame[name].tolist() if name in frame.columns else [None] * n
+
+        rows = zip(col("call_id"), col("prompt_id"), col("sample_index"), col("model"), *(col(f) for f in fields))
+        for call_id, prompt_id, sample, model, *values in rows:
+            if not isinstance(call_id, str):
+                continue
+            pid = str(prompt_id)
+            if pid not in info:
+                info[pid] = {f: _clean(v) if type(v) is not str else v for f, v in zip(fields, values)}
+            key = (pid, sample if type(sample) is int else int(_num(sample) or 0))
+            by_model = index.get(key)
+            if by_model is None:
+                by_model = index[key] = {}
+                order.append(key)
+            old = by_model.get(model)
+            if old is not None and old != call_id:
+                table.pop(old, None)
+            by_model[model] = call_id
+        with self._lock:
+            self._records, self._index, self._order = table, index, order
+            for pid, values in info.items():
+                self._prompt_info.setdefault(pid, values)
 
     def _put(self, rec: dict[str, Any]) -> None:
         call_id = rec.get("call_id")
@@ -354,10 +398,9 @@ class CompareView(ChartsAndRouting, W.VBox):
             return self
         frame = self.store.results(self.run_id)
         meta = self.store.run(self.run_id)
-        records = records_from_frame(frame)
         with self._lock:
             self.meta = meta
-            self._ingest(records, replace=True)
+            self._ingest_frame(frame)
             self._routing_dirty = self._charts_dirty = True
         self._refresh_all()
         return self
@@ -499,16 +542,11 @@ class CompareView(ChartsAndRouting, W.VBox):
 
     def _render_header(self) -> None:
         with self._lock:
-            recs = [r for r in self._records.values()]
-        n = len(recs)
-        n_ok = sum(1 for r in recs if r.get("status") == "ok")
-        n_err = sum(1 for r in recs if r.get("status") == "error")
-        n_pending = sum(1 for r in recs if r.get("status") == "pending")
-        n_rated = sum(1 for r in recs if _num(r.get("human_score")) is not None)
-        costs = [_num(r.get("cost_usd")) for r in recs if r.get("status") == "ok" and not r.get("cached")]
-        known = [c for c in costs if c is not None]
-        cost = _fmt_usd(sum(known)) if known or not costs else "price unknown"
-        if known and len(known) < len(costs):
+            overall, per_model = header_figures(self._records, self.models)
+        n, n_ok, n_err, n_pending, n_rated = (overall[k] for k in ("n", "n_ok", "n_errors", "n_pending", "n_rated"))
+        n_known = overall["n_costs"] - overall["n_cost_unknown"]
+        cost = _fmt_usd(overall["cost_usd"]) if n_known or not overall["n_costs"] else "price unknown"
+        if n_known and overall["n_cost_unknown"]:
             cost += " (some prices unknown)"
         meta = self.meta
         name = meta.get("name") or (f"run {self.run_id}" if self.run_id else "results")
@@ -530,11 +568,8 @@ class CompareView(ChartsAndRouting, W.VBox):
             sandbox = any(str(m).startswith("sandbox/") for m in self.models)
         note = (' <span style="color:#a15c00">(sandbox: figures are simulated)</span>' if sandbox else "")
         self.header.value = f'<div class="{_NO_MATH}" style="font-size:13px;{_LH}">{" · ".join(bits)}{note}</div>'
-        by_model: dict[str, list[dict[str, Any]]] = {}
-        for r in recs:
-            by_model.setdefault(str(r.get("model")), []).append(r)
         for i, m in enumerate(self.models):  # per-model column headers: quality, p50 latency, cost, errors
-            self._headers[i].value = model_header_html(m, by_model.get(m, []))
+            self._headers[i].value = model_header_html(m, figures=per_model[m])
 
     def _refresh_all(self, keep_page: bool = False) -> None:
         self._refresh_filter_options()
@@ -626,12 +661,7 @@ class CompareView(ChartsAndRouting, W.VBox):
         with self._lock:
             models = self.visible_models
             rows = self.grid_rows
-            where = None
-            for r, row in enumerate(rows):
-                for c, model in enumerate(models):
-                    rec = row["cells"].get(model)
-                    if rec is not None and rec.get("call_id") == self.selected_call_id:
-                        where = (r, c)
+            where = rows.locate(self.selected_call_id, models)
             if where is None or not models:
                 return None
             r, c = where
@@ -643,11 +673,11 @@ class CompareView(ChartsAndRouting, W.VBox):
                     r += d_row
                 if not 0 <= r < len(rows):
                     return None
-                rec = rows[r]["cells"].get(models[c])
-                if rec is not None and rec.get("call_id") and rec.get("status") != "pending":
+                cid = rows.call_id(r, models[c])
+                if cid is not None and self._records.value(cid, "status") != "pending":
                     break
             self.page = r // self.page_size
-            call_id = str(rec["call_id"])
+            call_id = str(cid)
         self.select(call_id)
         return call_id
 
