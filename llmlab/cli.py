@@ -346,7 +346,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             run_id = store.resolve_run(args.run)
             by = tuple(b.strip() for b in args.by.split(",") if b.strip())
-            summary = summarize(store.results(run_id), by=by)
+            summary = summarize(run_id, by=by, store=store)
             meta = store.run(run_id)
             if not (args.json or args.csv):
                 print(f"run {run_id}: {meta.get('name') or ''} ({meta.get('status')})")

@@ -556,7 +556,7 @@ class LLMMagics(Magics):
                 raise
             from llmlab.analysis import summarize
 
-            summ = summarize(result.results, by=("model",))
+            summ = summarize(result, by=("model",))
             cols = [c for c in ("model", "n", "n_ok", "quality", "quality_ci_low", "quality_ci_high",
                                 "latency_p50_ms", "latency_p95_ms", "ttft_p50_ms", "cost_usd",
                                 "cost_per_1k_prompts_usd", "error_rate", "cache_hit_rate") if c in summ.columns]
@@ -581,7 +581,7 @@ class LLMMagics(Magics):
         from llmlab.routing import routing_table
 
         try:
-            table = routing_table(result.results, tolerance=a.tolerance, min_quality=a.min_quality,
+            table = routing_table(result, tolerance=a.tolerance, min_quality=a.min_quality,
                                   max_latency_p95_ms=a.max_p95_ms, min_n=a.min_n)
             if a.export:
                 from IPython.display import display
