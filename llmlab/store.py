@@ -557,29 +557,32 @@ class Store:
         frame.loc[gone, "status"] = "interrupted"
         return frame.drop(columns=["pid", "host"])
 
-    def resolve_run(self, ref: str | None = None) -> str:
+    def resolve_run(self, ref: str | None = None, *, con: Any = None) -> str:
         """Turn a run reference into a ``run_id``: an id, a unique id prefix, a run name (newest), or
-        ``last``/None (the newest run). Raises KeyError-compatible StoreError subclass when nothing matches."""
-        with self.connect() as con:
-            if ref in (None, "", "last", "latest"):
-                row = con.execute("SELECT run_id FROM runs ORDER BY created_at_utc DESC LIMIT 1").fetchone()
-            else:
-                row = con.execute("SELECT run_id FROM runs WHERE run_id = ?", [ref]).fetchone()
-                if row is None:
-                    row = con.execute(
-                        "SELECT run_id FROM runs WHERE name = ? ORDER BY created_at_utc DESC LIMIT 1", [ref]
-                    ).fetchone()
-                if row is None:
-                    rows = con.execute("SELECT run_id FROM runs WHERE starts_with(run_id, ?)", [ref]).fetchall()
-                    row = rows[0] if len(rows) == 1 else None
+        ``last``/None (the newest run), on ``con`` (a connection of this store) or a connection of its own.
+        Raises KeyError-compatible StoreError subclass when nothing matches."""
+        if con is None:
+            with self.connect() as own:
+                return self.resolve_run(ref, con=own)
+        if ref in (None, "", "last", "latest"):
+            row = con.execute("SELECT run_id FROM runs ORDER BY created_at_utc DESC LIMIT 1").fetchone()
+        else:
+            row = con.execute("SELECT run_id FROM runs WHERE run_id = ?", [ref]).fetchone()
+            if row is None:
+                row = con.execute(
+                    "SELECT run_id FROM runs WHERE name = ? ORDER BY created_at_utc DESC LIMIT 1", [ref]
+                ).fetchone()
+            if row is None:
+                rows = con.execute("SELECT run_id FROM runs WHERE starts_with(run_id, ?)", [ref]).fetchall()
+                row = rows[0] if len(rows) == 1 else None
         if row is None:
             raise RunNotFoundError(f"no run {ref!r} in {self.path} (use `llmlab runs` to list them)")
         return row[0]
 
     def run(self, ref: str | None = None) -> dict[str, Any]:
         """The run's metadata as a dict (``RUN_COLUMNS``; ``models``, ``params``, ``tags`` decoded from JSON)."""
-        run_id = self.resolve_run(ref)
         with self.connect() as con:
+            run_id = self.resolve_run(ref, con=con)
             frame = con.execute("SELECT * FROM runs WHERE run_id = ?", [run_id]).df()
         row = frame.to_dict("records")[0]
         for c in ("models", "params", "tags"):
@@ -593,8 +596,8 @@ class Store:
         Returns a DataFrame with the ``calls`` view's columns plus ``quality`` (0..1, NaN when unscored),
         ``human_score``, ``human_comment``, ``judge_score``, ``auto_score``; ordered by prompt, model, sample.
         """
-        run_id = self.resolve_run(ref)
         with self.connect() as con:
+            run_id = self.resolve_run(ref, con=con)
             frame = con.execute(
                 """
                 SELECT c.*, q.quality, q.human_score, q.human_comment, q.judge_score, q.auto_score

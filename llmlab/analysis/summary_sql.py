@@ -69,18 +69,18 @@ FROM e GROUP BY GROUPING SETS ({sets})
 
 
 def run_source(obj: Any, store: Any = None) -> tuple[Any, str] | None:
-    """``(store, run_id)`` when ``obj`` names a stored run, else None (``obj`` is a results frame).
+    """``(store, run reference)`` when ``obj`` names a stored run, else None (``obj`` is a results frame).
 
     A stored run is a :class:`~llmlab.runner.handle.RunResult` (anything with ``run_id`` and ``store``), or a run
     reference (id, id prefix, name, ``"last"``) given with ``store`` (a :class:`~llmlab.Store`; default: the
-    default store). Raises RunNotFoundError for a reference that names no run.
+    default store). The reference is resolved by the query that reads the run (one connection).
     """
     if isinstance(obj, str):
         if store is None:
             from llmlab.store import Store
 
             store = Store()
-        return store, store.resolve_run(obj)
+        return store, obj
     run_id, run_store = getattr(obj, "run_id", None), getattr(obj, "store", None)
     if isinstance(run_id, str) and run_store is not None and hasattr(run_store, "connect"):
         return run_store, run_id
@@ -145,8 +145,7 @@ def summarize_run_sets(store: Any, run: str | None, bys: Sequence[str | Sequence
     if bad:
         raise AnalysisError(f"cannot summarize a stored run by {', '.join(map(repr, bad))}: group by "
                             f"{', '.join(GROUPABLE)}")
-    run_id = store.resolve_run(run)
-    params: list[Any] = [run_id]
+    params: list[Any] = []
     model_filter = ""
     if models is not None:
         model_filter = "AND c.model IN (SELECT unnest(?::VARCHAR[]))"
@@ -160,7 +159,7 @@ def summarize_run_sets(store: Any, run: str | None, bys: Sequence[str | Sequence
                       sets=", ".join(dict.fromkeys("(" + ", ".join(f'"{c}"' for c in sorted(cols)) + ")"
                                                    for cols in sets)))  # one set per set of columns
     with store.connect() as con:
-        agg = con.execute(sql, params).df()
+        agg = con.execute(sql, [store.resolve_run(run, con=con), *params]).df()
     return [_frame(agg[agg["_set"] == set_id] if len(agg) else agg, cols, pd)
             for cols, set_id in zip(sets, set_ids, strict=True)]
 

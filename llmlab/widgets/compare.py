@@ -137,8 +137,8 @@ class CompareView(ChartsAndRouting, W.VBox):
         from llmlab.store import Store
 
         store = store or Store()
-        run_id = store.resolve_run(run)
-        meta = store.run(run_id)
+        meta = store.run(run)
+        run_id = meta["run_id"]
         frame = store.results(run_id)
         models = list(meta.get("models") or [])
         for m in frame["model"].dropna().unique().tolist():
