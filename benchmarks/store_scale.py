@@ -10,8 +10,8 @@ call, an answer of about 60 characters). Then, timed:
 - ``summary_sql``: the store-wide summary per model x category over the ``calls`` view (n, error rate, p50 /
   p95 latency, cost) in SQL;
 - ``results``: :meth:`Store.results` of one 10^5-call run (the ``calls`` view joined with ``call_quality``);
-- ``summarize``: :func:`llmlab.analysis.summarize` of that frame per model x category;
-- ``routing_table``: :func:`llmlab.routing.routing_table` of that frame;
+- ``summarize``: :func:`llmlab.summarize` of that run per model x category, aggregated in DuckDB;
+- ``routing_table``: :func:`llmlab.routing_table` of that run (its summaries aggregated in DuckDB);
 - ``compare``: opening :func:`llmlab.compare` on that run (the widget built, not rendered).
 
 Baseline in the same run: the same reads on a store holding only that one run, so each line prints the ratio
@@ -96,8 +96,8 @@ def reads(store, run_id: str) -> dict[str, float]:  # noqa: ANN001
                sum(cost_usd) AS cost_usd
         FROM calls GROUP BY ALL ORDER BY ALL"""))
     out["results"], frame = _timed(lambda: store.results(run_id))
-    out["summarize"], _ = _timed(lambda: summarize(frame, by=("model", "category")))
-    out["routing_table"], _ = _timed(lambda: routing_table(frame))
+    out["summarize"], _ = _timed(lambda: summarize(run_id, by=("model", "category"), store=store))
+    out["routing_table"], _ = _timed(lambda: routing_table(run_id, store=store))
     out["compare"], _ = _timed(lambda: llmlab.compare(run_id, store=store))
     out["rows"] = float(len(frame))
     return out
