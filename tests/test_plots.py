@@ -87,6 +87,24 @@ def test_latency_distribution_boxes_hold_each_models_latencies():
             assert y == pytest.approx(np.percentile(ok.loc[ok["model"] == model, "latency_ms"], p))
 
 
+def test_a_large_runs_latency_boxes_are_drawn_from_their_quartiles():
+    results = make_results()
+    ok = results[results["status"] == "ok"]
+    fig = plots.latency_distribution(results, max_box_points=3)
+    for model in results["model"].unique():
+        values = ok.loc[ok["model"] == model, "latency_ms"].to_numpy(dtype=float)
+        (box,) = traces(fig, panel="latency", model=model)
+        assert box.meta["summarized"] is True and box.y is None and not box.boxpoints
+        q1, median, q3 = np.percentile(values, [25, 50, 75])
+        assert (box.q1[0], box.median[0], box.q3[0]) == pytest.approx((q1, median, q3))
+        inside = values[(values >= q1 - 1.5 * (q3 - q1)) & (values <= q3 + 1.5 * (q3 - q1))]
+        assert (box.lowerfence[0], box.upperfence[0]) == pytest.approx((inside.min(), inside.max()))
+    # the percentile marks are the same either way
+    full = plots.latency_distribution(results)
+    for p in (50, 95, 99):
+        assert traces(fig, panel="latency", percentile=p)[0].y == traces(full, panel="latency", percentile=p)[0].y
+
+
 def test_cost_chart_matches_summaries():
     results = make_results()
     summary = analysis.summarize(results)

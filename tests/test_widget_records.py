@@ -135,3 +135,17 @@ def test_grid_rows_is_a_sequence_built_when_read() -> None:
     assert table[index[expected[0]]["m/b"]]["response"] != "edited"
     assert rows.locate(index[expected[-1]]["m/b"], ["m/b"]) == (len(expected) - 1, 0)
     assert rows.call_id(0, "m/b") == index[expected[0]]["m/b"] and rows.call_id(0, "m/a") is None
+
+
+def test_the_views_results_frame_is_the_same_either_way() -> None:
+    frame = _frame()
+    by_columns = CompareView(frame, models=MODELS)
+    by_records = CompareView(records_from_frame(frame), models=MODELS)
+    pd.testing.assert_frame_equal(by_columns.results, by_records.results)
+    # a rating changes one record in place (as CompareView.rate does); the frame shows it, in the same order
+    for view in (by_columns, by_records):
+        view._records["c5-m/b"]["human_score"] = 0.25
+        view._records["c5-m/b"]["quality"] = 0.25
+    pd.testing.assert_frame_equal(by_columns.results, by_records.results)
+    assert by_columns.results.set_index("call_id").loc["c5-m/b", "human_score"] == 0.25
+    assert list(by_columns.results["call_id"]) == list(frame["call_id"])

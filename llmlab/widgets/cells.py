@@ -21,6 +21,7 @@ __all__ = [
     "SORTS",
     "STATUS_FILTERS",
     "frame_from_records",
+    "normalized_results",
     "model_header_figures",
     "model_header_html",
     "quality_badge",
@@ -247,7 +248,14 @@ def frame_from_records(records: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
     """A results frame (:data:`RESULT_COLUMNS` first, numeric columns as floats) from row dicts."""
     rows = [dict(r) for r in records]
     extra = sorted({k for r in rows for k in r} - set(RESULT_COLUMNS))
-    frame = pd.DataFrame(rows, columns=[*RESULT_COLUMNS, *extra])
+    return normalized_results(pd.DataFrame(rows, columns=[*RESULT_COLUMNS, *extra]))
+
+
+def normalized_results(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with :data:`RESULT_COLUMNS` first (missing ones added, empty), then its other columns sorted;
+    numeric columns as floats, ``cached`` as bool: the frame :func:`frame_from_records` gives."""
+    extra = sorted(set(frame.columns) - set(RESULT_COLUMNS))
+    frame = frame.reindex(columns=[*RESULT_COLUMNS, *extra])
     for c in _NUMERIC:
         frame[c] = pd.to_numeric(frame[c], errors="coerce").astype(float)
     frame["cached"] = frame["cached"].map(lambda v: bool(v) if v is not None and v == v else False).astype(bool)

@@ -38,6 +38,7 @@ from llmlab.widgets.cells import (
     _truncate,
     frame_from_records,
     model_header_html,
+    normalized_results,
 )
 from llmlab.widgets.compare_tabs import ChartsAndRouting, _warm_chart_imports
 from llmlab.widgets.download import DownloadPanel
@@ -113,6 +114,7 @@ class CompareView(ChartsAndRouting, W.VBox):
         self.projection: dict[str, Any] | None = None
         self._routing_dirty = True
         self._charts_dirty = True
+        self._stored_run = False
         self.chart_figures: dict[str, Any] = {}
         self.exported_path: Path | None = None
         frame = records if isinstance(records, pd.DataFrame) else None
@@ -144,7 +146,9 @@ class CompareView(ChartsAndRouting, W.VBox):
         for m in frame["model"].dropna().unique().tolist():
             if m not in models:
                 models.append(m)
-        return cls(frame, models=models, run_id=run_id, store=store, meta=meta, **kwargs)
+        view = cls(frame, models=models, run_id=run_id, store=store, meta=meta, **kwargs)
+        view._stored_run = True  # its tabs summarize the stored run in DuckDB (ChartsAndRouting._summary_source)
+        return view
 
     @classmethod
     def from_frame(cls, results: pd.DataFrame, *, store: Any = None, **kwargs: Any) -> CompareView:
@@ -382,8 +386,10 @@ class CompareView(ChartsAndRouting, W.VBox):
     def results(self) -> pd.DataFrame:
         """The view's calls as a results frame (:data:`RESULT_COLUMNS`; pending calls left out)."""
         with self._lock:
-            rows = [dict(r) for r in self._records.values() if r.get("status") != "pending"]
-        return frame_from_records(rows)
+            frame = self._records.frame()
+        if frame.empty:
+            return frame_from_records([])
+        return normalized_results(frame[frame["status"].astype(object) != "pending"])
 
     def record(self, call_id: str) -> dict[str, Any]:
         """A copy of one call's row (results columns). Raises KeyError for an unknown call."""

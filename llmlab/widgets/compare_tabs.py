@@ -54,6 +54,16 @@ def _warm_chart_imports() -> None:
 class ChartsAndRouting:
     """The Charts and Routing tabs' behaviour (a mixin of :class:`~llmlab.widgets.compare.CompareView`)."""
 
+    def _summary_source(self: Any, results: pd.DataFrame) -> Any:
+        """What the tabs summarize: a view opened on a stored run (not live) summarizes that run in DuckDB (its
+        ratings are saved there first: the same figures, without aggregating the rows in pandas); any other view
+        its results frame."""
+        if getattr(self, "_stored_run", False) and not self._live and self.store is not None and self.run_id:
+            from llmlab.runner.handle import RunResult
+
+            return RunResult(self.run_id, self.store)
+        return results
+
     # -- charts ---------------------------------------------------------------------------------------
     def render_charts(self: Any) -> dict[str, Any]:
         """Build the comparison charts and put them in :attr:`charts_output`; returns ``{title: Figure}``.
@@ -69,16 +79,17 @@ class ChartsAndRouting:
             from llmlab.analysis import summarize
             from llmlab.views import plots
 
+            source = self._summary_source(results)
             projection = self.projection
             if projection is None and self._routing_dirty:
                 self.update_routing()
                 projection = self.projection
             builders = [
-                ("quality vs cost", lambda: plots.quality_vs_cost(summarize(results, by=("model",)),
+                ("quality vs cost", lambda: plots.quality_vs_cost(summarize(source, by=("model",)),
                                                                   routing_projection=projection)),
-                ("quality by category", lambda: plots.quality_heatmap(summarize(results, by=("model", "category")))),
+                ("quality by category", lambda: plots.quality_heatmap(summarize(source, by=("model", "category")))),
                 ("latency", lambda: plots.latency_distribution(results)),
-                ("cost", lambda: plots.cost_chart(summarize(results, by=("model", "category")))),
+                ("cost", lambda: plots.cost_chart(summarize(source, by=("model", "category")))),
                 ("errors", lambda: plots.error_chart(results)),
             ]
             for title, build in builders:
@@ -120,7 +131,7 @@ class ChartsAndRouting:
         try:
             if len(results) == 0:
                 raise RoutingError("no results yet")
-            table = routing_table(results, **self.routing_kwargs())
+            table = routing_table(self._summary_source(results), **self.routing_kwargs())
             proj = project(table, results)
         except (LLMLabError, ValueError, KeyError) as exc:
             self._routing_table, self.projection, self.routing_error = None, None, str(exc)

@@ -48,8 +48,9 @@ class RecordTable(MutableMapping[str, dict[str, Any]]):
         self._columns: dict[str, Any] = {}  # name -> the column's array (indexable by position, values as stored)
         self._pos: dict[str, int] = {}
         self._made: dict[str, dict[str, Any]] = {}  # records built or written; they win over the columns
+        self._frame: pd.DataFrame | None = None
         if frame is not None and len(frame) and "call_id" in frame.columns:
-            frame = frame.reset_index(drop=True)
+            frame = self._frame = frame.reset_index(drop=True)
             self._series = {str(c): frame[c] for c in frame.columns}
             self._columns = {name: col.array for name, col in self._series.items()}
             self._pos = {cid: i for i, cid in enumerate(frame["call_id"].tolist()) if isinstance(cid, str)}
@@ -100,6 +101,27 @@ class RecordTable(MutableMapping[str, dict[str, Any]]):
         pos = self._pos[call_id]
         col = self._columns.get(name)
         return None if col is None else _py(col[pos])
+
+    def frame(self) -> pd.DataFrame:
+        """Every record as one DataFrame (the frame's columns, then any others a written record has), in iteration
+        order: the stored rows as columns, the records built or written since as rows."""
+        parts = []
+        if self._frame is not None:
+            base = self._frame
+            if len(self._pos) != len(base):
+                base = base.iloc[list(self._pos.values())]
+            if self._made:
+                base = base[~base["call_id"].isin(list(self._made))]
+            parts.append(base)
+        if self._made:
+            parts.append(pd.DataFrame(list(self._made.values())))
+        if not parts:
+            return pd.DataFrame()
+        out = parts[0] if len(parts) == 1 else pd.concat(parts, ignore_index=True)
+        if self._made and self._frame is not None:
+            order = {cid: i for i, cid in enumerate(self)}
+            out = out.iloc[np.argsort(out["call_id"].map(order).to_numpy(), kind="stable")]
+        return out.reset_index(drop=True)
 
     def _patched(self, base: list[Any] | np.ndarray, name: str, convert: Any) -> Any:
         """``base`` (one value per stored row, in row order) reduced to the current records in iteration order,
