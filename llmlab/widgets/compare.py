@@ -28,7 +28,6 @@ from llmlab.widgets.cells import (
     _badge,
     _cell_badges,
     _cell_html,
-    _clean,
     _css_ident,
     _esc,
     _fmt_ms,
@@ -45,7 +44,7 @@ from llmlab.widgets.download import DownloadPanel
 from llmlab.widgets.grid import GridRows, grid_rows
 from llmlab.widgets.images import thumbnails
 from llmlab.widgets.pairs import TAB_TITLES, PairsView
-from llmlab.widgets.records import RecordTable, header_figures
+from llmlab.widgets.records import RecordTable, header_figures, index_frame
 from llmlab.widgets.routing_tab import _fmt_int, _fmt_score
 
 __all__ = [
@@ -318,37 +317,8 @@ class CompareView(ChartsAndRouting, W.VBox):
                 self._put(dict(r))
 
     def _ingest_frame(self, frame: pd.DataFrame) -> None:
-        """Replace the view's calls by a results frame's rows, kept as columns (:class:`RecordTable`): the same
-        index, order and prompt info :meth:`_put` would build, without a dict per call."""
-        fields = ("category", "prompt", "reference", "scorer")
-        missing = [f for f in fields if f not in frame.columns]
-        if missing:  # a record always has its prompt's fields (as _put gives them)
-            frame = frame.assign(**dict.fromkeys(missing))
-        table = RecordTable(frame)
-        index: dict[tuple[str, int], dict[str, str]] = {}
-        order: list[tuple[str, int]] = []
-        info: dict[str, dict[str, Any]] = {}
-        n = len(frame)
-
-        def col(name: str) -> list[Any]:
-            return frame[name].tolist() if name in frame.columns else [None] * n
-
-        rows = zip(col("call_id"), col("prompt_id"), col("sample_index"), col("model"), *(col(f) for f in fields))
-        for call_id, prompt_id, sample, model, *values in rows:
-            if not isinstance(call_id, str):
-                continue
-            pid = str(prompt_id)
-            if pid not in info:
-                info[pid] = {f: _clean(v) if type(v) is not str else v for f, v in zip(fields, values)}
-            key = (pid, sample if type(sample) is int else int(_num(sample) or 0))
-            by_model = index.get(key)
-            if by_model is None:
-                by_model = index[key] = {}
-                order.append(key)
-            old = by_model.get(model)
-            if old is not None and old != call_id:
-                table.pop(old, None)
-            by_model[model] = call_id
+        """Replace the view's calls by a results frame's rows, kept as columns (:func:`index_frame`)."""
+        table, index, order, info = index_frame(frame)
         with self._lock:
             self._records, self._index, self._order = table, index, order
             for pid, values in info.items():

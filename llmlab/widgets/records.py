@@ -21,7 +21,7 @@ import pandas as pd
 
 from llmlab.widgets.cells import _clean
 
-__all__ = ["RecordTable"]
+__all__ = ["PROMPT_FIELDS", "RecordTable", "field", "header_figures", "index_frame"]
 
 
 def _py(value: Any) -> Any:
@@ -175,6 +175,52 @@ def _float_or_nan(value: Any) -> float:
 
 def _floats(values: list[Any]) -> np.ndarray:
     return np.fromiter((_float_or_nan(v) for v in values), dtype=float, count=len(values))
+
+
+#: The prompt's fields every record carries (the view fills them from the prompt when a row lacks them).
+PROMPT_FIELDS = ("category", "prompt", "reference", "scorer")
+
+
+def index_frame(frame: pd.DataFrame) -> tuple[RecordTable, dict[tuple[str, int], dict[str, str]],
+                                               list[tuple[str, int]], dict[str, dict[str, Any]]]:
+    """A results frame as the comparison view holds it, without a dict per call.
+
+    Returns ``(records, index, order, prompt_info)``: the :class:`RecordTable` of the frame (every record has the
+    :data:`PROMPT_FIELDS`), ``(prompt_id, sample_index)`` → ``{model: call_id}``, those keys in first-seen order,
+    and ``prompt_id`` → its first row's prompt fields. Of two rows for one (prompt, sample, model) the later wins
+    and the earlier call leaves the table, as adding the records one by one does (``CompareView._put``).
+    """
+    from llmlab.widgets.cells import _num
+
+    missing = [f for f in PROMPT_FIELDS if f not in frame.columns]
+    if missing:
+        frame = frame.assign(**dict.fromkeys(missing))
+    table = RecordTable(frame)
+    index: dict[tuple[str, int], dict[str, str]] = {}
+    order: list[tuple[str, int]] = []
+    info: dict[str, dict[str, Any]] = {}
+    n = len(frame)
+
+    def col(name: str) -> list[Any]:
+        return frame[name].tolist() if name in frame.columns else [None] * n
+
+    rows = zip(col("call_id"), col("prompt_id"), col("sample_index"), col("model"), *(col(f) for f in PROMPT_FIELDS))
+    for call_id, prompt_id, sample, model, *values in rows:
+        if not isinstance(call_id, str):
+            continue
+        pid = str(prompt_id)
+        if pid not in info:
+            info[pid] = {f: _py(v) for f, v in zip(PROMPT_FIELDS, values, strict=True)}
+        key = (pid, sample if type(sample) is int else int(_num(sample) or 0))
+        by_model = index.get(key)
+        if by_model is None:
+            by_model = index[key] = {}
+            order.append(key)
+        old = by_model.get(model)
+        if old is not None and old != call_id:
+            table.pop(old, None)
+        by_model[model] = call_id
+    return table, index, order, info
 
 
 def field(records: Mapping[str, Mapping[str, Any]], call_id: str, name: str) -> Any:
