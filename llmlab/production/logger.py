@@ -1,8 +1,8 @@
 """``llmlab.LiteLLMLogger``: a LiteLLM ``CustomLogger`` that records every call into an llmlab store.
 
 Importing this module imports LiteLLM (``import llmlab`` does not: the facade loads it on first use of
-``llmlab.LiteLLMLogger``). Three ways in, one row per provider request (a retry or a fallback is a row of its
-own; a request's attempts share ``trace_id``)::
+``llmlab.LiteLLMLogger``). Three ways in, one row per HTTP request to a deployment (an *attempt*: a retry or a
+fallback is a row of its own; a user request's attempts share ``trace_id``)::
 
     # an application
     litellm.callbacks = [llmlab.LiteLLMLogger()]          # records into LLMLAB_DB (the default store)
@@ -14,6 +14,18 @@ own; a request's attempts share ``trace_id``)::
     # the LiteLLM proxy: export with llmlab.export_litellm_config(table, path, production_logger=True), which
     # writes  litellm_settings: {callbacks: [llmlab.production.proxy.logger]}  (settings from LLMLAB_* variables)
 
+Which LiteLLM hook gives which row: a success comes from ``async_log_success_event``; a failed attempt from
+``async_post_call_failure_deployment_hook`` (LiteLLM calls it once per failed deployment call). LiteLLM's
+``async_log_failure_event`` fires once per *logging object*: in the SDK and a Router that is once per attempt
+(the same attempt the hook reported: skipped, counted in ``duplicate_events``); behind the proxy, whose one
+logging object serves all of a request's retries and fallbacks, it is the request's first failure only (a
+second failed attempt reaches no failure event, only the hook). A failure event the hook did not report is
+recorded: a stream cut after the call returned, or a Router failure that reached no deployment (``attempts =
+0``; for example "Not allowed to access model due to tags configuration" while the tagged deployment cools
+down, after which the Router falls back). So a count of LiteLLM's events is not a count of provider requests
+(through the proxy under faults it is above it or below it, run to run); ``sum(attempts)`` of the rows plus the
+``dropped_attempts`` counter is (benchmarks/logger_overhead.py checks it against the sandbox's counter).
+
 What is stored, and what never is, is described in :mod:`llmlab.production.rows`; how it stays out of the host's
 way (bounded queue, background writer, spill when the store is locked) in :mod:`llmlab.production.recorder`.
 """
@@ -23,13 +35,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import threading
 import time
 import weakref
+from collections import OrderedDict
+from collections.abc import Mapping
 from typing import Any
 
 from llmlab._litellm import litellm as _litellm
 from llmlab.production.recorder import Recorder
-from llmlab.production.rows import event_rows
+from llmlab.production.rows import attempt_key, event_rows, failed_attempt_event
 
 _litellm()  # the offline cost map and quiet settings before LiteLLM's classes load
 from litellm.integrations.custom_logger import CustomLogger  # noqa: E402
@@ -44,6 +59,10 @@ ENV = {
 }
 
 log = logging.getLogger(__name__)
+#: Failed attempts remembered (by litellm_call_id and deployment) until LiteLLM's failure event for the same
+#: attempt arrives (behind the proxy a request's later failed attempts never get one: the oldest are forgotten),
+#: and the request id given to a failed call's rows, so that its later rows get the same one.
+_FAILED_ATTEMPTS_MAX = 20_000
 _ACTIVE: weakref.WeakSet[LiteLLMLogger] = weakref.WeakSet()
 
 
@@ -65,7 +84,7 @@ class LiteLLMLogger(CustomLogger):
         lock_timeout_s: wait this long for another process's lock before spilling to ``<db>.spill/``.
 
     Attributes: ``run_id``; ``dropped``, ``spilled``, ``rows_written``, ``callback_errors`` (counters; all of
-    them via :meth:`counters`, and in the run's ``params``). Methods: :meth:`flush`, :meth:`close`.
+    them, ``dropped_attempts`` and ``duplicate_events`` too, via :meth:`counters`, and in the run's ``params``). Methods: :meth:`flush`, :meth:`close`.
 
     Raises OptionsError (a ValueError) for a bad option when constructed; afterwards it never raises into the
     application: every LiteLLM hook catches and counts what goes wrong, and does no I/O on the event loop.
@@ -79,6 +98,9 @@ class LiteLLMLogger(CustomLogger):
                                  batch_size=batch_size, flush_interval_s=flush_interval_s,
                                  lock_timeout_s=lock_timeout_s)
         self.capture = capture
+        self._failed_attempts: OrderedDict[tuple[str | None, str | None], int] = OrderedDict()
+        self._request_ids: OrderedDict[str, str] = OrderedDict()  # litellm_call_id -> trace_id, failed calls
+        self._failed_lock = threading.Lock()
         _ACTIVE.add(self)
 
     @classmethod
@@ -149,24 +171,82 @@ class LiteLLMLogger(CustomLogger):
         _ACTIVE.discard(self)
 
     # -- LiteLLM hooks: no I/O, nothing raised --------------------------------------------------------------
+    def _request_id(self, call: dict[str, Any]) -> None:
+        """One request id (``trace_id``) for every row of one LiteLLM call id. Behind the proxy all of a request's
+        attempts share its call id, but the trace id LiteLLM's success payload carries is not always the one its
+        logging object held when an earlier attempt failed; outside the proxy each attempt has its own call id."""
+        cid = call.get("litellm_call_id")
+        if not cid:
+            return
+        with self._failed_lock:
+            known = self._request_ids.get(cid)
+            if known is not None:
+                call["trace_id"] = known
+            elif call.get("status") != "ok" and call.get("trace_id"):
+                self._request_ids[cid] = call["trace_id"]
+                while len(self._request_ids) > _FAILED_ATTEMPTS_MAX:
+                    self._request_ids.popitem(last=False)
+
     def _record(self, kwargs: Any, response_obj: Any, start_time: Any, end_time: Any) -> None:
         t0 = time.perf_counter()
         try:
             rows = event_rows(kwargs, response_obj, start_time, end_time, run_id=self.recorder.run_id,
                               capture=self.capture)
+            self._request_id(rows["call"])
             self.recorder.submit(rows)
         except Exception as exc:  # noqa: BLE001 - never raise into the host application
             self.recorder.count_error(exc)
         self.recorder.count_time(time.perf_counter() - t0)
 
+    def _record_failed_attempt(self, request_data: Any, exception: BaseException) -> None:
+        t0 = time.perf_counter()
+        try:
+            kwargs = failed_attempt_event(request_data, exception, time.time())
+            key = attempt_key(kwargs)
+            with self._failed_lock:
+                self._failed_attempts[key] = self._failed_attempts.get(key, 0) + 1
+                self._failed_attempts.move_to_end(key)
+                while len(self._failed_attempts) > _FAILED_ATTEMPTS_MAX:
+                    self._failed_attempts.popitem(last=False)
+        except Exception as exc:  # noqa: BLE001
+            self.recorder.count_error(exc)
+            return
+        self.recorder.count_time(time.perf_counter() - t0)
+        self._record(kwargs, None, None, None)
+
+    def _already_recorded(self, kwargs: Any) -> bool:
+        """True (and the attempt forgotten) when the failure event repeats an attempt the hook recorded."""
+        try:
+            key = attempt_key(kwargs)
+            with self._failed_lock:
+                n = self._failed_attempts.get(key, 0)
+                if n <= 0:
+                    return False
+                if n == 1:
+                    del self._failed_attempts[key]
+                else:
+                    self._failed_attempts[key] = n - 1
+        except Exception as exc:  # noqa: BLE001
+            self.recorder.count_error(exc)
+            return False
+        self.recorder.count_duplicate()
+        return True
+
     def log_success_event(self, kwargs, response_obj, start_time, end_time):  # noqa: D102
         self._record(kwargs, response_obj, start_time, end_time)
 
     def log_failure_event(self, kwargs, response_obj, start_time, end_time):  # noqa: D102
-        self._record(kwargs, response_obj, start_time, end_time)
+        if not self._already_recorded(kwargs):
+            self._record(kwargs, response_obj, start_time, end_time)
 
     async def async_log_success_event(self, kwargs, response_obj, start_time, end_time):  # noqa: D102
         self._record(kwargs, response_obj, start_time, end_time)
 
     async def async_log_failure_event(self, kwargs, response_obj, start_time, end_time):  # noqa: D102
-        self._record(kwargs, response_obj, start_time, end_time)
+        if not self._already_recorded(kwargs):
+            self._record(kwargs, response_obj, start_time, end_time)
+
+    async def async_post_call_failure_deployment_hook(  # noqa: D102 - one row per failed deployment attempt
+            self, request_data: Mapping[str, object], exception: Exception, call_type: Any,
+            fallback_depth: int | None = None) -> None:
+        self._record_failed_attempt(request_data, exception)
