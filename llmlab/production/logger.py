@@ -20,9 +20,13 @@ Which LiteLLM hook gives which row: a success comes from ``async_log_success_eve
 (the same attempt the hook reported: skipped, counted in ``duplicate_events``); behind the proxy, whose one
 logging object serves all of a request's retries and fallbacks, it is the request's first failure only (a
 second failed attempt reaches no failure event, only the hook). A failure event the hook did not report is
-recorded: a stream cut after the call returned, or a Router failure that reached no deployment (``attempts =
-0``; for example "Not allowed to access model due to tags configuration" while the tagged deployment cools
-down, after which the Router falls back). So a count of LiteLLM's events is not a count of provider requests
+recorded too: a Router failure before any deployment was called (``attempts = 0``: "No deployments available"
+or "Not allowed to access model due to tags configuration" while the group's deployments cool down after
+failures, after which the Router falls back), or a stream that failed after the call had returned (an attempt).
+Which of the two is decided by the hook, not by the payload: behind the proxy LiteLLM builds the payload later,
+from request metadata that the fallback has by then filled with the next deployment. (Not covered: a failure
+raised after a provider answered, by a LiteLLM post-call check; a sync ``completion()`` call, which has no such
+hook, is recorded from its events as before.) So a count of LiteLLM's events is not a count of provider requests
 (through the proxy under faults it is above it or below it, run to run); ``sum(attempts)`` of the rows plus the
 ``dropped_attempts`` counter is (benchmarks/logger_overhead.py checks it against the sandbox's counter).
 
@@ -64,6 +68,8 @@ log = logging.getLogger(__name__)
 #: and the request id given to a failed call's rows, so that its later rows get the same one.
 _FAILED_ATTEMPTS_MAX = 20_000
 _ACTIVE: weakref.WeakSet[LiteLLMLogger] = weakref.WeakSet()
+#: This LiteLLM reports every failed deployment call to ``async_post_call_failure_deployment_hook`` (1.106+).
+_PER_ATTEMPT_HOOK = "async_post_call_failure_deployment_hook" in vars(CustomLogger)
 
 
 def active_loggers() -> list[LiteLLMLogger]:
@@ -187,11 +193,12 @@ class LiteLLMLogger(CustomLogger):
                 while len(self._request_ids) > _FAILED_ATTEMPTS_MAX:
                     self._request_ids.popitem(last=False)
 
-    def _record(self, kwargs: Any, response_obj: Any, start_time: Any, end_time: Any) -> None:
+    def _record(self, kwargs: Any, response_obj: Any, start_time: Any, end_time: Any,
+                attempts: int | None = None) -> None:
         t0 = time.perf_counter()
         try:
             rows = event_rows(kwargs, response_obj, start_time, end_time, run_id=self.recorder.run_id,
-                              capture=self.capture)
+                              capture=self.capture, attempts=attempts)
             self._request_id(rows["call"])
             self.recorder.submit(rows)
         except Exception as exc:  # noqa: BLE001 - never raise into the host application
@@ -243,8 +250,16 @@ class LiteLLMLogger(CustomLogger):
         self._record(kwargs, response_obj, start_time, end_time)
 
     async def async_log_failure_event(self, kwargs, response_obj, start_time, end_time):  # noqa: D102
-        if not self._already_recorded(kwargs):
-            self._record(kwargs, response_obj, start_time, end_time)
+        if self._already_recorded(kwargs):
+            return
+        # not a failed deployment call (the hook saw none): a Router failure before any deployment was called,
+        # or a stream that failed after the call returned (an attempt; told apart by what the payload names)
+        try:
+            stream = bool((kwargs.get("standard_logging_object") or {}).get("stream") or kwargs.get("stream"))
+        except Exception:  # noqa: BLE001
+            stream = True
+        self._record(kwargs, response_obj, start_time, end_time,
+                     attempts=0 if _PER_ATTEMPT_HOOK and not stream else None)
 
     async def async_post_call_failure_deployment_hook(  # noqa: D102 - one row per failed deployment attempt
             self, request_data: Mapping[str, object], exception: Exception, call_type: Any,

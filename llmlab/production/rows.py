@@ -264,8 +264,12 @@ def failed_attempt_event(request_data: Any, exception: BaseException, end_time: 
 
 
 def event_rows(kwargs: dict[str, Any], response_obj: Any, start_time: Any, end_time: Any, *, run_id: str,
-               capture: str = "hash") -> dict[str, Any]:
+               capture: str = "hash", attempts: int | None = None) -> dict[str, Any]:
     """Rows for one LiteLLM logging event: ``{"call": call row, "prompt": prompt row, "scores": [score rows]}``.
+
+    ``attempts``: the HTTP requests the event stands for, when the caller knows it (the logger does: a failure
+    event no per-attempt hook reported reached no deployment, unless it is a stream's); None: 0 for a cache hit or
+    a Router failure whose payload names no deployment, else 1.
 
     Never reads a key: the stored metadata is the caller's, redacted (:func:`llmlab.redaction.redact`), at most
     4,000 characters. A malformed feedback value in the request metadata is skipped; its problem is returned as
@@ -323,16 +327,19 @@ def event_rows(kwargs: dict[str, Any], response_obj: Any, start_time: Any, end_t
             error_message = error_message.replace(text, "<prompt>")
     litellm_call_id = slo.get("litellm_call_id") or kwargs.get("litellm_call_id")
     cached = bool(slo.get("cache_hit"))
-    # a Router failure before any deployment was picked (the tagged deployments cooling down, say): no HTTP request
-    no_deployment = (not ok and bool(litellm_metadata.get("model_group")) and not slo.get("model_id")
-                     and not litellm_metadata.get("deployment"))
+    if attempts is None:
+        # a Router failure before any deployment was picked (the tagged deployments cooling down, say): no HTTP
+        # request. Behind the proxy the payload is built later, from metadata a fallback may have filled since.
+        no_deployment = (not ok and bool(litellm_metadata.get("model_group")) and not slo.get("model_id")
+                         and not litellm_metadata.get("deployment"))
+        attempts = 0 if cached or no_deployment else 1
     call = new_call_row(
         # LiteLLM's id is not one per attempt (the proxy keeps it across a request's retries): a fresh id each
         call_id=f"p{uuid.uuid4().hex}", run_id=run_id, prompt_id=prompt_id, sample_index=0,
         model=model, answered_by=model if ok else None, status="ok" if ok else "error",
         error_type=None if ok else (error.get("error_class") or (type(exc).__name__ if exc is not None else "error")),
         http_status=http_status, error_message=error_message,
-        attempts=0 if cached or no_deployment else 1,
+        attempts=attempts,
         fallbacks_taken=_int_or_none(litellm_metadata.get("attempted_fallbacks")) or 0,
         latency_ms=_ms(start, end), ttft_ms=_ms(start, slo.get("completionStartTime")) if stream and ok else None,
         input_tokens=in_tokens, output_tokens=out_tokens, cost_usd=None if cost is None else float(cost),
