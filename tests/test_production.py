@@ -265,6 +265,33 @@ def test_each_http_attempt_is_one_row_grouped_by_request_and_an_error_counts_onc
     assert cmp.loc["fallback_rate", "production"] == 0.0
 
 
+def test_a_stream_cut_after_the_call_returned_is_still_one_attempt(sandbox, use_logger):
+    """A stream that fails mid-way never reaches LiteLLM's per-attempt hook (the call had returned): its failure
+    event is the attempt's only report, and is its row; a plain failed call is reported twice and is one row."""
+    lg = use_logger()
+    ll = _litellm()
+    sandbox.inject("cut_stream", model="tiny", times=1)
+    sandbox.inject("500", model="fast", times=1)
+
+    async def app():
+        with pytest.raises(Exception):  # noqa: B017,PT011 - LiteLLM's mid-stream error class varies by release
+            stream = await ll.acompletion(model="openai/tiny", api_base=sandbox.api_base, api_key="k", stream=True,
+                                          max_retries=0, messages=_msgs("a long story, please"))
+            async for _ in stream:
+                pass
+        with pytest.raises(Exception):  # noqa: B017,PT011
+            await ll.acompletion(model="openai/fast", api_base=sandbox.api_base, api_key="k", max_retries=0,
+                                 messages=_msgs("fail once"))
+        await lg.aflush()
+
+    _run(app())
+    assert lg.flush(60)
+    res = Store().results(lg.run_id).set_index("model")
+    assert sandbox.stats()["by_outcome"] == {"cut_stream": 1, "500": 1}
+    assert len(res) == res["attempts"].sum() == 2 and (res["status"] == "error").all()
+    assert res.loc["sandbox/fast", "http_status"] == 500 and lg.counters()["duplicate_events"] == 1
+
+
 # ------------------------------------------------------------------------------------------------ safety
 def test_a_full_queue_drops_and_counts_exactly_never_blocks_or_raises(sandbox, use_logger):
     lg = use_logger(queue_size=2, flush_interval_s=2.0, batch_size=1)

@@ -63,7 +63,7 @@ ENV = {
 }
 
 log = logging.getLogger(__name__)
-#: Failed attempts remembered (by litellm_call_id and deployment) until LiteLLM's failure event for the same
+#: Failed attempts remembered (by litellm_call_id and error class) until LiteLLM's failure event for the same
 #: attempt arrives (behind the proxy a request's later failed attempts never get one: the oldest are forgotten),
 #: and the request id given to a failed call's rows, so that its later rows get the same one.
 _FAILED_ATTEMPTS_MAX = 20_000

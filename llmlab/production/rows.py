@@ -218,15 +218,16 @@ def _deployment_id(kwargs: dict[str, Any], metadata: dict[str, Any]) -> str | No
 
 
 def attempt_key(kwargs: Any) -> tuple[str | None, str | None]:
-    """``(litellm_call_id, deployment id)`` of a LiteLLM failure event or of a failed-attempt hook's request data:
-    what both report of the same attempt (the logger skips a failure event whose attempt the hook recorded)."""
+    """``(litellm_call_id, error class name)`` of a LiteLLM failure event or of a failed-attempt hook's (shaped)
+    request data: what both report alike of the same failed attempt, so the logger can skip the event repeating
+    an attempt the hook recorded. Not the deployment: behind the proxy LiteLLM builds the event's payload later,
+    from request metadata a fallback may have pointed at the next deployment since; a Router failure that
+    reached no deployment has an error class of its own (``RouterRateLimitError``, ``ValueError``)."""
     slo = kwargs.get("standard_logging_object") or {}
-    params = kwargs.get("litellm_params") or {}
-    metadata = params.get("metadata") or kwargs.get("metadata") or {}
-    if not isinstance(metadata, dict):
-        metadata = {}
     call_id = slo.get("litellm_call_id") or kwargs.get("litellm_call_id")
-    return (str(call_id) if call_id else None), (slo.get("model_id") or _deployment_id(kwargs, metadata))
+    exc = kwargs.get("exception")
+    error_class = type(exc).__name__ if exc is not None else (slo.get("error_information") or {}).get("error_class")
+    return (str(call_id) if call_id else None), (str(error_class) if error_class else None)
 
 
 def failed_attempt_event(request_data: Any, exception: BaseException, end_time: float) -> dict[str, Any]:
