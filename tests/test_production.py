@@ -292,6 +292,26 @@ def test_a_stream_cut_after_the_call_returned_is_still_one_attempt(sandbox, use_
     assert res.loc["sandbox/fast", "http_status"] == 500 and lg.counters()["duplicate_events"] == 1
 
 
+def test_a_failure_event_delivered_twice_or_reaching_no_deployment_is_not_an_attempt(use_logger):
+    """Under load LiteLLM can deliver one failure event twice (its sync and its async path): one row. A Router
+    failure that called no deployment (tag filtering while the tagged deployment cools down) is ``attempts = 0``."""
+    lg = use_logger()
+    exc = ValueError("Not allowed to access model due to tags configuration. Passed model=llmlab-router")
+    now = time.time()
+    kwargs = {"litellm_call_id": "c-1", "exception": exc, "messages": _msgs("tagged"),
+              "litellm_params": {"acompletion": True, "metadata": {"model_group": "llmlab-router"}},
+              "standard_logging_object": {"status": "failure", "litellm_call_id": "c-1", "trace_id": "t-1",
+                                          "model": "llmlab-router", "startTime": now - 0.4, "endTime": now,
+                                          "error_str": str(exc), "error_information": {"error_class": "ValueError"},
+                                          "messages": _msgs("tagged")}}
+    lg.log_failure_event(kwargs, None, None, None)
+    _run(lg.async_log_failure_event(kwargs, None, None, None))
+    assert lg.flush(30)
+    res = Store().results(lg.run_id)
+    assert len(res) == 1 and res["attempts"].tolist() == [0] and res["trace_id"].tolist() == ["t-1"]
+    assert lg.counters()["duplicate_events"] == 1
+
+
 # ------------------------------------------------------------------------------------------------ safety
 def test_a_full_queue_drops_and_counts_exactly_never_blocks_or_raises(sandbox, use_logger):
     lg = use_logger(queue_size=2, flush_interval_s=2.0, batch_size=1)

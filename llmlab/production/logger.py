@@ -68,8 +68,13 @@ log = logging.getLogger(__name__)
 #: and the request id given to a failed call's rows, so that its later rows get the same one.
 _FAILED_ATTEMPTS_MAX = 20_000
 _ACTIVE: weakref.WeakSet[LiteLLMLogger] = weakref.WeakSet()
-#: This LiteLLM reports every failed deployment call to ``async_post_call_failure_deployment_hook`` (1.106+).
+#: This LiteLLM reports every failed deployment call of an async entry point to
+#: ``async_post_call_failure_deployment_hook`` (1.106+; a sync ``completion()`` reaches no such hook).
 _PER_ATTEMPT_HOOK = "async_post_call_failure_deployment_hook" in vars(CustomLogger)
+#: ``litellm_params`` flags of LiteLLM's async entry points (its ``CallTypes`` values).
+_ASYNC_CALLS = ("acompletion", "atext_completion", "aembedding", "aresponses", "aanthropic_messages",
+                "aimage_generation", "atranscription", "aspeech", "arerank", "agenerate_content",
+                "agenerate_content_stream")
 
 
 def active_loggers() -> list[LiteLLMLogger]:
@@ -106,6 +111,7 @@ class LiteLLMLogger(CustomLogger):
         self.capture = capture
         self._failed_attempts: OrderedDict[tuple[str | None, str | None], int] = OrderedDict()
         self._request_ids: OrderedDict[str, str] = OrderedDict()  # litellm_call_id -> trace_id, failed calls
+        self._failure_events: OrderedDict[tuple[Any, ...], None] = OrderedDict()  # failure events recorded
         self._failed_lock = threading.Lock()
         _ACTIVE.add(self)
 
@@ -221,45 +227,55 @@ class LiteLLMLogger(CustomLogger):
         self.recorder.count_time(time.perf_counter() - t0)
         self._record(kwargs, None, None, None)
 
-    def _already_recorded(self, kwargs: Any) -> bool:
-        """True (and the attempt forgotten) when the failure event repeats an attempt the hook recorded."""
+    def _already_recorded(self, kwargs: Any, start_time: Any, end_time: Any) -> bool:
+        """True when the failure event repeats an attempt the hook recorded (that attempt is then forgotten), or a
+        failure event already recorded (LiteLLM sometimes delivers one twice, through its sync and async paths)."""
         try:
             key = attempt_key(kwargs)
+            slo = kwargs.get("standard_logging_object") or {}
+            event = (*key, str(slo.get("startTime", start_time)), str(slo.get("endTime", end_time)))
             with self._failed_lock:
-                n = self._failed_attempts.get(key, 0)
-                if n <= 0:
-                    return False
-                if n == 1:
-                    del self._failed_attempts[key]
-                else:
-                    self._failed_attempts[key] = n - 1
+                if event not in self._failure_events:  # else: this very event, delivered again
+                    self._failure_events[event] = None
+                    while len(self._failure_events) > _FAILED_ATTEMPTS_MAX:
+                        self._failure_events.popitem(last=False)
+                    n = self._failed_attempts.get(key, 0)
+                    if n == 0:
+                        return False
+                    if n == 1:
+                        del self._failed_attempts[key]
+                    else:
+                        self._failed_attempts[key] = n - 1
         except Exception as exc:  # noqa: BLE001
             self.recorder.count_error(exc)
             return False
         self.recorder.count_duplicate()
         return True
 
+    def _record_failure_event(self, kwargs: Any, response_obj: Any, start_time: Any, end_time: Any) -> None:
+        if self._already_recorded(kwargs, start_time, end_time):
+            return
+        # not a failed deployment call (the hook saw none): a Router failure before any deployment was called,
+        # or a stream that failed after the call returned (an attempt; told apart by what the payload names)
+        try:
+            params = kwargs.get("litellm_params") or {}
+            stream = bool((kwargs.get("standard_logging_object") or {}).get("stream") or kwargs.get("stream"))
+            hooked = _PER_ATTEMPT_HOOK and any(params.get(name) is True for name in _ASYNC_CALLS)
+        except Exception:  # noqa: BLE001
+            stream, hooked = True, False
+        self._record(kwargs, response_obj, start_time, end_time, attempts=0 if hooked and not stream else None)
+
     def log_success_event(self, kwargs, response_obj, start_time, end_time):  # noqa: D102
         self._record(kwargs, response_obj, start_time, end_time)
 
     def log_failure_event(self, kwargs, response_obj, start_time, end_time):  # noqa: D102
-        if not self._already_recorded(kwargs):
-            self._record(kwargs, response_obj, start_time, end_time)
+        self._record_failure_event(kwargs, response_obj, start_time, end_time)
 
     async def async_log_success_event(self, kwargs, response_obj, start_time, end_time):  # noqa: D102
         self._record(kwargs, response_obj, start_time, end_time)
 
     async def async_log_failure_event(self, kwargs, response_obj, start_time, end_time):  # noqa: D102
-        if self._already_recorded(kwargs):
-            return
-        # not a failed deployment call (the hook saw none): a Router failure before any deployment was called,
-        # or a stream that failed after the call returned (an attempt; told apart by what the payload names)
-        try:
-            stream = bool((kwargs.get("standard_logging_object") or {}).get("stream") or kwargs.get("stream"))
-        except Exception:  # noqa: BLE001
-            stream = True
-        self._record(kwargs, response_obj, start_time, end_time,
-                     attempts=0 if _PER_ATTEMPT_HOOK and not stream else None)
+        self._record_failure_event(kwargs, response_obj, start_time, end_time)
 
     async def async_post_call_failure_deployment_hook(  # noqa: D102 - one row per failed deployment attempt
             self, request_data: Mapping[str, object], exception: Exception, call_type: Any,
