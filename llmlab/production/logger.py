@@ -19,7 +19,8 @@ Which LiteLLM hook gives which row: a success comes from ``async_log_success_eve
 ``async_log_failure_event`` fires once per *logging object*: in the SDK and a Router that is once per attempt
 (the same attempt the hook reported: skipped, counted in ``duplicate_events``); behind the proxy, whose one
 logging object serves all of a request's retries and fallbacks, it is the request's first failure only (a
-second failed attempt reaches no failure event, only the hook). A failure event the hook did not report is
+second failed attempt reaches no failure event, only the hook). Under load LiteLLM may also deliver one failure
+event twice (through its sync and its async path): skipped too. A failure event the hook did not report is
 recorded too: a Router failure before any deployment was called (``attempts = 0``: "No deployments available"
 or "Not allowed to access model due to tags configuration" while the group's deployments cool down after
 failures, after which the Router falls back), or a stream that failed after the call had returned (an attempt).
