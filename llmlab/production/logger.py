@@ -96,7 +96,8 @@ class LiteLLMLogger(CustomLogger):
         lock_timeout_s: wait this long for another process's lock before spilling to ``<db>.spill/``.
 
     Attributes: ``run_id``; ``dropped``, ``spilled``, ``rows_written``, ``callback_errors`` (counters; all of
-    them, ``dropped_attempts`` and ``duplicate_events`` too, via :meth:`counters`, and in the run's ``params``). Methods: :meth:`flush`, :meth:`close`.
+    them, ``dropped_attempts`` and ``duplicate_events`` too, via :meth:`counters`, and in the run's ``params``).
+    Methods: :meth:`flush`, :meth:`close`.
 
     Raises OptionsError (a ValueError) for a bad option when constructed; afterwards it never raises into the
     application: every LiteLLM hook catches and counts what goes wrong, and does no I/O on the event loop.
