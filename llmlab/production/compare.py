@@ -1,9 +1,12 @@
 """Production against the experiment: per model and category, with intervals and tests; the traffic mix.
 
-A production run (:class:`llmlab.LiteLLMLogger`) holds one row per provider *attempt*; an experiment run one row
-per (prompt, model, sample) *after* its retries and fallbacks. :func:`production_requests` puts production on the
-experiment's footing (one row per user request, its attempts grouped by LiteLLM's ``trace_id``), so that both
-sides are compared like for like. Production requests are matched to the experiment's prompts by content hash
+A production run (:class:`llmlab.LiteLLMLogger`) holds one row per HTTP request to a deployment (an *attempt*:
+``attempts = 1``; a retry or a fallback is a row of its own), plus a row with ``attempts = 0`` for a cache hit or
+a Router failure that reached no deployment; all rows of a user request share its request id, ``trace_id``. An
+experiment run holds one row per (prompt, model, sample) *after* its retries and fallbacks.
+:func:`production_requests` puts production on the experiment's footing (one row per user request, its rows
+grouped by ``trace_id``), so that both sides are compared like for like: every rate here counts each user request
+once (an error when none of its attempts succeeded, a fallback when it took one), never each attempt. Production requests are matched to the experiment's prompts by content hash
 (:func:`llmlab.prompts.prompt_id_for` of the prompt and system text; no text needs to be stored), which gives
 them the experiment's category when the request carried none.
 
@@ -37,11 +40,13 @@ _ALL = "(all)"
 def production_requests(results: pd.DataFrame) -> pd.DataFrame:
     """One row per user request from a production results frame (one row per attempt).
 
-    Attempts with the same ``trace_id`` are one request (a row without one is a request of its own). Returns a
+    Rows with the same ``trace_id`` are one request (a row without one is a request of its own). Returns a
     DataFrame with the results frame's columns used by analysis and routing: ``request_id, prompt_id,
-    prompt_hash, prompt, category, model`` (the first attempt's: the routed choice), ``answered_by`` (the model
-    of the successful attempt), ``status`` (ok when an attempt succeeded), ``attempts, fallbacks_taken,
-    latency_ms`` (first start to last end), ``ttft_ms, input_tokens, output_tokens`` (of the successful
+    prompt_hash, prompt, category, model`` (the first attempt's: the routed choice; the first row's when no
+    deployment was called), ``answered_by`` (the model of the successful attempt), ``status`` (ok when an
+    attempt succeeded, else error: one error per request however many attempts failed), ``attempts`` (HTTP
+    requests to deployments: the sum of the rows' ``attempts``), ``fallbacks_taken``, ``latency_ms`` (first
+    start to last end), ``ttft_ms, input_tokens, output_tokens`` (of the successful
     attempt), ``cost_usd`` (sum over the attempts; NaN when none is priced), ``quality`` (the feedback, NaN
     without), ``sample_index`` (0), ``cached, created_at_utc, run_id``.
 
@@ -52,8 +57,8 @@ def production_requests(results: pd.DataFrame) -> pd.DataFrame:
     if missing:
         raise AnalysisError(f"production results lack column(s) {', '.join(sorted(missing))}")
     df = results.copy()
-    for c, default in (("trace_id", None), ("fallbacks_taken", 0), ("quality", math.nan), ("category", None),
-                       ("prompt", None), ("prompt_hash", None), ("ttft_ms", math.nan), ("cost_usd", math.nan),
+    for c, default in (("trace_id", None), ("attempts", 1), ("fallbacks_taken", 0), ("quality", math.nan),
+                       ("category", None), ("prompt", None), ("prompt_hash", None), ("ttft_ms", math.nan), ("cost_usd", math.nan),
                        ("input_tokens", math.nan), ("output_tokens", math.nan), ("cached", False),
                        ("run_id", None)):
         if c not in df.columns:
@@ -63,9 +68,11 @@ def production_requests(results: pd.DataFrame) -> pd.DataFrame:
     df["_end"] = df["created_at_utc"] + pd.to_timedelta(pd.to_numeric(df["latency_ms"]).fillna(0.0), unit="ms")
     df["_ok"] = df["status"].astype(object).eq("ok")
     df = df.sort_values(["request_id", "created_at_utc"], kind="stable")
+    df["_attempts"] = pd.to_numeric(df["attempts"], errors="coerce").fillna(1).astype(int)
     rows = []
     for rid, g in df.groupby("request_id", sort=False):
-        first = g.iloc[0]
+        called = g[g["_attempts"] > 0]
+        first = called.iloc[0] if len(called) else g.iloc[0]
         ok = g[g["_ok"]]
         win = ok.iloc[-1] if len(ok) else g.iloc[-1]
         costs = pd.to_numeric(g["cost_usd"], errors="coerce")
@@ -75,7 +82,8 @@ def production_requests(results: pd.DataFrame) -> pd.DataFrame:
             "prompt_hash": first["prompt_hash"], "prompt": first["prompt"],
             "category": cat.iloc[0] if len(cat) else None, "model": first["model"],
             "answered_by": win["model"] if len(ok) else None, "status": "ok" if len(ok) else "error",
-            "attempts": len(g), "fallbacks_taken": int(pd.to_numeric(g["fallbacks_taken"]).fillna(0).max()),
+            "attempts": int(g["_attempts"].sum()),
+            "fallbacks_taken": int(pd.to_numeric(g["fallbacks_taken"]).fillna(0).max()),
             "latency_ms": (g["_end"].max() - g["created_at_utc"].min()).total_seconds() * 1000.0,
             "ttft_ms": win["ttft_ms"] if len(ok) else math.nan,
             "input_tokens": win["input_tokens"], "output_tokens": win["output_tokens"],
@@ -209,8 +217,12 @@ def compare_production(experiment_run: Any, production_run: Any, *, store: Any =
     category, metric`` (:data:`METRICS`: latency_p50_ms, latency_p95_ms, ttft_p50_ms, error_rate,
     fallback_rate, cost_per_1k_calls_usd, quality), ``experiment, experiment_low, experiment_high, production,
     production_low, production_high, difference`` (production - experiment), ``p_value, significant`` (Holm
-    over the frame), ``n_experiment, n_production`` (calls / requests used). Production is per user request
-    (:func:`production_requests`); its quality comes from feedback only. ``frame.attrs["traffic_mix"]`` holds
+    over the frame), ``n_experiment, n_production`` (calls / requests used). An experiment row is one (prompt,
+    model, sample) after its retries; a production run's row is one HTTP attempt (``attempts = 1``; ``0`` for a
+    cache hit or a failure that reached no deployment), grouped here into user requests by ``trace_id``
+    (:func:`production_requests`): the model is the request's first attempt's (the routed choice), its error rate
+    counts a request once when none of its attempts succeeded, its fallback rate once when it fell back, its cost
+    sums its attempts; its quality comes from feedback only. ``frame.attrs["traffic_mix"]`` holds
     :func:`traffic_mix`.
 
     Raises RunNotFoundError for an unknown run; ValueError for a confidence outside (0, 1).

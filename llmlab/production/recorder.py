@@ -5,7 +5,8 @@
 
 - ``submit`` never blocks and never raises: it puts the rows on a bounded ``queue.Queue`` (``queue_size``); when
   the queue is full the event is dropped and *counted* (``dropped``, a warning in the log on the first drop and
-  every 1,000th, and ``dropped_rows`` in the run's ``params``).
+  every 1,000th, and ``dropped_rows`` in the run's ``params``; ``dropped_attempts`` counts the provider requests
+  those rows stood for, the sum of their ``attempts``).
 - One daemon thread drains the queue into its buffer every 50 ms and writes the buffer in one transaction every
   ``flush_interval_s`` seconds (2 s; sooner when it holds ``batch_size`` events or on ``flush()``) through
   :class:`llmlab.store.Store` (a short-lived connection, retried while another process holds the file for
@@ -20,7 +21,9 @@
 
 The run: one per recorder, ``source = 'production'``, created with the first batch, named ``production <host>
 pid <pid> <UTC start>`` unless ``run_name`` is given; its ``params`` hold the capture mode, the queue bound and the
-counters (``rows_written, dropped_rows, spilled_rows, callback_errors, feedback_errors``).
+counters (``events_seen, rows_written, dropped_rows, dropped_attempts, spilled_rows, callback_errors,
+feedback_errors, duplicate_events``). Rows written plus rows dropped is ``events_seen``; the ``attempts`` of the
+rows written plus ``dropped_attempts`` is the number of provider requests recorded.
 """
 
 from __future__ import annotations
@@ -70,6 +73,11 @@ def _decode(table: str, row: dict[str, Any]) -> dict[str, Any]:
             except ValueError:
                 row[c] = None
     return row
+
+
+def _attempts(events: list[dict[str, Any]]) -> int:
+    """Provider requests the events' call rows stand for (their ``attempts``: 1, or 0 without an HTTP request)."""
+    return sum(int((ev.get("call") or {}).get("attempts") or 0) for ev in events)
 
 
 def _write_tables(store: Store, tables: dict[str, list[dict[str, Any]]],
@@ -164,7 +172,8 @@ class Recorder:
         self._flush_now = threading.Event()
         self._pending_feedback: list[tuple[str, float, float, str | None, float]] = []
         self.submitted = self.processed = 0
-        self.rows_written = self.dropped = self.spilled = self.merged = 0
+        self.rows_written = self.dropped = self.dropped_attempts = self.spilled = self.merged = 0
+        self.duplicate_events = 0  # LiteLLM failure events of an attempt already recorded (not rows)
         self.callback_errors = self.feedback_errors = self.write_failures = 0
         self.callback_ms = 0.0  # time spent inside LiteLLM's callbacks (the host's event loop), milliseconds
         self.writer_cpu_ms = 0.0  # CPU time of the writer thread, milliseconds
@@ -185,6 +194,7 @@ class Recorder:
         except queue.Full:
             with self._cond:
                 self.dropped += 1
+                self.dropped_attempts += _attempts([rows])
                 self.submitted += 1
                 self.processed += 1
                 n = self.dropped
@@ -225,6 +235,11 @@ class Recorder:
         with self._cond:
             self._pending_feedback[:0] = keep
 
+    def count_duplicate(self) -> None:
+        """Count a LiteLLM event skipped because its attempt is already recorded (no row)."""
+        with self._cond:
+            self.duplicate_events += 1
+
     def count_time(self, seconds: float) -> None:
         """Add the time one callback took (no lock: a float add; the figure is a statistic)."""
         self.callback_ms += seconds * 1000.0
@@ -245,12 +260,14 @@ class Recorder:
             return self.submitted - self.processed
 
     def counters(self) -> dict[str, float]:
-        """``events_seen`` (LiteLLM logging events received), ``rows_written, dropped_rows, spilled_rows,
-        merged_rows, callback_errors, feedback_errors,
-        write_failures, callback_ms`` (time spent in LiteLLM's callbacks, on the host's event loop),
-        ``writer_cpu_ms`` (the writer thread's CPU time), ``pending`` (rows = call rows)."""
+        """``events_seen`` (call rows submitted: written, spilled, pending or dropped), ``rows_written,
+        dropped_rows, dropped_attempts`` (the provider requests the dropped rows stood for), ``spilled_rows,
+        merged_rows, callback_errors, feedback_errors, duplicate_events`` (LiteLLM events skipped: their attempt was
+        already a row), ``write_failures, callback_ms`` (time spent in LiteLLM's callbacks, on the host's event
+        loop), ``writer_cpu_ms`` (the writer thread's CPU time), ``pending`` (rows = call rows)."""
         with self._cond:
             return {"events_seen": self.submitted, "rows_written": self.rows_written, "dropped_rows": self.dropped,
+                    "dropped_attempts": self.dropped_attempts, "duplicate_events": self.duplicate_events,
                     "spilled_rows": self.spilled,
                     "merged_rows": self.merged, "callback_errors": self.callback_errors,
                     "feedback_errors": self.feedback_errors, "write_failures": self.write_failures,
@@ -378,6 +395,7 @@ class Recorder:
                       exc, spill_exc, n_calls)
             with self._cond:
                 self.dropped += n_calls
+                self.dropped_attempts += sum(int(r.get("attempts") or 0) for r in tables["call_records"])
             return
         self._run_row = None  # the run row travels with the first spilled segment
         self._has_spill = True
@@ -394,8 +412,9 @@ class Recorder:
 
     @staticmethod
     def _key(params: dict[str, Any]) -> tuple[int, ...]:
-        return tuple(params[k] for k in ("events_seen", "rows_written", "dropped_rows", "spilled_rows", "merged_rows",
-                                         "callback_errors", "feedback_errors"))  # not the timings: no churn
+        return tuple(params[k] for k in ("events_seen", "rows_written", "dropped_rows", "dropped_attempts",
+                                         "duplicate_events", "spilled_rows", "merged_rows", "callback_errors",
+                                         "feedback_errors"))  # not the timings: no churn
 
     def _report(self, store: Store, status: str | None = None) -> None:
         """Keep the run's params current with the counters between batches (only when they changed)."""

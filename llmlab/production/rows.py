@@ -1,12 +1,29 @@
-"""One LiteLLM logging event → one llmlab call row (plus its prompt row and feedback scores). Pure: no LiteLLM import.
+"""LiteLLM's logging events and per-attempt hooks → llmlab call rows (plus prompt rows and feedback scores). Pure: no
+LiteLLM import.
 
-LiteLLM calls a ``CustomLogger`` once per provider request (a retry or a fallback is a request of its own, all of
-a user request's attempts share one ``trace_id``) with ``kwargs["standard_logging_object"]`` (LiteLLM's
-``StandardLoggingPayload``). :func:`event_rows` reads that payload first and LiteLLM's ``litellm_params.metadata``
-for what the payload lacks (fallbacks taken, the caller's metadata outside the proxy).
+A production row is one HTTP request to a deployment (an *attempt*): a retry or a fallback is a row of its own,
+and all of a user request's attempts share one ``trace_id`` (the request id: LiteLLM's ``litellm_trace_id``; behind
+the proxy every attempt also shares ``litellm_call_id``, the proxy's ``x-litellm-call-id``). LiteLLM reports an
+attempt in one of three ways, each turned into the same row shape:
+
+- a success: ``async_log_success_event`` with ``kwargs["standard_logging_object"]`` (LiteLLM's
+  ``StandardLoggingPayload``): :func:`event_rows`;
+- a failed attempt: ``async_post_call_failure_deployment_hook`` (once per failed deployment call, retries and
+  fallbacks included), which carries the attempt's request kwargs, not a payload: :func:`failed_attempt_event`
+  shapes them like a failure event for :func:`event_rows`;
+- a failure event (``async_log_failure_event``): LiteLLM sends it once per logging object, so for most failures it
+  repeats an attempt the hook already reported (the logger skips those); the rest are a stream cut after the
+  call returned (an attempt the hook never saw) and a Router failure that reached no deployment (every deployment
+  of the group cooling down): a row with ``attempts = 0``.
+
+``attempts`` is the number of HTTP requests the row stands for: 1, or 0 for a cache hit or a failure before any
+deployment was called; so ``sum(attempts)`` over a run (plus the attempts the logger reports dropped) is the number
+of provider requests made. :func:`event_rows` reads the payload first and LiteLLM's ``litellm_params.metadata`` for
+what the payload lacks (fallbacks taken, the caller's metadata outside the proxy).
 
 Columns set (see :data:`llmlab.store.CALL_COLUMNS`): ``model`` is the llmlab name of the deployment that was
-called (``sandbox/<name>`` for the sandbox, else ``provider/model``); ``model_group`` the LiteLLM model group asked
+called (``sandbox/<name>`` for the sandbox, else ``provider/model``; the model group for a row with no deployment);
+``model_group`` the LiteLLM model group asked
 for (the original one, before fallbacks); ``deployment`` the router's deployment id (``model_info.id``);
 ``fallbacks_taken`` LiteLLM's ``attempted_fallbacks``; ``latency_ms`` start to end of this request; ``ttft_ms``
 start to first chunk, for streams only; ``cost_usd`` LiteLLM's ``response_cost`` (from its model cost map or the
@@ -34,7 +51,8 @@ from llmlab.redaction import redact
 from llmlab.settings import SANDBOX_API_BASE_ENV
 from llmlab.store import new_call_row, utc_now
 
-__all__ = ["CAPTURE_MODES", "FEEDBACK_KEY", "CATEGORY_KEY", "event_rows", "feedback_score", "prompt_text"]
+__all__ = ["CAPTURE_MODES", "FEEDBACK_KEY", "CATEGORY_KEY", "attempt_key", "event_rows", "failed_attempt_event",
+           "feedback_score", "prompt_text"]
 
 #: ``hash``: a content hash of prompt and answer, no text (the default); ``full``: the text too (redacted).
 CAPTURE_MODES = ("hash", "full")
@@ -194,9 +212,65 @@ def feedback_score(value: Any) -> tuple[float, float, str | None]:
     return raw, raw, comment
 
 
+def _deployment_id(kwargs: dict[str, Any], metadata: dict[str, Any]) -> str | None:
+    info = kwargs.get("model_info") or metadata.get("model_info") or {}
+    return (info.get("id") if isinstance(info, dict) else None) or None
+
+
+def attempt_key(kwargs: Any) -> tuple[str | None, str | None]:
+    """``(litellm_call_id, error class name)`` of a LiteLLM failure event or of a failed-attempt hook's (shaped)
+    request data: what both report alike of the same failed attempt, so the logger can skip the event repeating
+    an attempt the hook recorded. Not the deployment: behind the proxy LiteLLM builds the event's payload later,
+    from request metadata a fallback may have pointed at the next deployment since; a Router failure that
+    reached no deployment has an error class of its own (``RouterRateLimitError``, ``ValueError``)."""
+    slo = kwargs.get("standard_logging_object") or {}
+    call_id = slo.get("litellm_call_id") or kwargs.get("litellm_call_id")
+    exc = kwargs.get("exception")
+    error_class = type(exc).__name__ if exc is not None else (slo.get("error_information") or {}).get("error_class")
+    return (str(call_id) if call_id else None), (str(error_class) if error_class else None)
+
+
+def failed_attempt_event(request_data: Any, exception: BaseException, end_time: float) -> dict[str, Any]:
+    """Kwargs shaped like a LiteLLM failure event for one failed deployment attempt, from what
+    ``CustomLogger.async_post_call_failure_deployment_hook`` receives (the attempt's ``litellm.acompletion``
+    kwargs and the exception); :func:`event_rows` turns them into the attempt's row.
+
+    ``end_time``: the failure, seconds since the epoch. The start is LiteLLM's ``api_call_start_time`` of the
+    attempt (else the logging object's start). The request id (``trace_id``) is the logging object's
+    ``litellm_trace_id``, the one LiteLLM's payloads carry for the same request (behind the proxy the attempt's
+    own ``litellm_trace_id`` kwarg differs from it).
+    """
+    data = dict(request_data or {})
+    metadata = data.get("metadata") or data.get("litellm_metadata") or {}
+    if not isinstance(metadata, dict):
+        metadata = {}
+    logging_obj = data.get("litellm_logging_obj")
+    details = getattr(logging_obj, "model_call_details", None)
+    details = details if isinstance(details, dict) else {}
+    start = details.get("api_call_start_time") or getattr(logging_obj, "start_time", None)
+    start_s = start.timestamp() if isinstance(start, datetime) else end_time
+    model = str(data.get("model") or details.get("model") or "unknown")
+    slo = {
+        "status": "failure", "messages": data.get("messages"), "model": model,
+        "custom_llm_provider": details.get("custom_llm_provider"), "api_base": data.get("api_base"),
+        "model_id": _deployment_id(data, metadata), "model_group": metadata.get("model_group"),
+        "trace_id": getattr(logging_obj, "litellm_trace_id", None) or data.get("litellm_trace_id"),
+        "litellm_call_id": data.get("litellm_call_id"), "request_tags": metadata.get("tags") or data.get("tags"),
+        "stream": bool(data.get("stream")), "startTime": min(start_s, end_time), "endTime": end_time,
+        "error_str": str(exception), "error_information": {"error_class": type(exception).__name__},
+        "metadata": {"requester_metadata": metadata.get("requester_metadata")},
+    }
+    return {"standard_logging_object": slo, "litellm_params": {"metadata": metadata}, "exception": exception,
+            "litellm_call_id": data.get("litellm_call_id")}
+
+
 def event_rows(kwargs: dict[str, Any], response_obj: Any, start_time: Any, end_time: Any, *, run_id: str,
-               capture: str = "hash") -> dict[str, Any]:
+               capture: str = "hash", attempts: int | None = None) -> dict[str, Any]:
     """Rows for one LiteLLM logging event: ``{"call": call row, "prompt": prompt row, "scores": [score rows]}``.
+
+    ``attempts``: the HTTP requests the event stands for, when the caller knows it (the logger does: a failure
+    event no per-attempt hook reported reached no deployment, unless it is a stream's); None: 0 for a cache hit or
+    a Router failure whose payload names no deployment, else 1.
 
     Never reads a key: the stored metadata is the caller's, redacted (:func:`llmlab.redaction.redact`), at most
     4,000 characters. A malformed feedback value in the request metadata is skipped; its problem is returned as
@@ -245,23 +319,32 @@ def event_rows(kwargs: dict[str, Any], response_obj: Any, start_time: Any, end_t
         cost = None
     error = slo.get("error_information") or {}
     exc = kwargs.get("exception")
-    http_status = _int_or_none(getattr(exc, "status_code", None)) if exc is not None else None
+    # behind the proxy a success's payload still holds an earlier attempt's exception: a status only for a failure
+    http_status = _int_or_none(getattr(exc, "status_code", None)) if exc is not None and not ok else None
     error_message = None
     if not ok:
         error_message = redact(str(slo.get("error_str") or exc or "")[:500])
         if capture != "full" and text and len(text) >= 8 and text in error_message:
             error_message = error_message.replace(text, "<prompt>")
     litellm_call_id = slo.get("litellm_call_id") or kwargs.get("litellm_call_id")
+    cached = bool(slo.get("cache_hit"))
+    if attempts is None:
+        # a Router failure before any deployment was picked (the tagged deployments cooling down, say): no HTTP
+        # request. Behind the proxy the payload is built later, from metadata a fallback may have filled since.
+        no_deployment = (not ok and bool(litellm_metadata.get("model_group")) and not slo.get("model_id")
+                         and not litellm_metadata.get("deployment"))
+        attempts = 0 if cached or no_deployment else 1
     call = new_call_row(
         # LiteLLM's id is not one per attempt (the proxy keeps it across a request's retries): a fresh id each
         call_id=f"p{uuid.uuid4().hex}", run_id=run_id, prompt_id=prompt_id, sample_index=0,
         model=model, answered_by=model if ok else None, status="ok" if ok else "error",
         error_type=None if ok else (error.get("error_class") or (type(exc).__name__ if exc is not None else "error")),
-        http_status=http_status, error_message=error_message, attempts=1,
+        http_status=http_status, error_message=error_message,
+        attempts=attempts,
         fallbacks_taken=_int_or_none(litellm_metadata.get("attempted_fallbacks")) or 0,
         latency_ms=_ms(start, end), ttft_ms=_ms(start, slo.get("completionStartTime")) if stream and ok else None,
         input_tokens=in_tokens, output_tokens=out_tokens, cost_usd=None if cost is None else float(cost),
-        cached=bool(slo.get("cache_hit")), cache_key=None, response=redact(answer) if capture == "full" else None,
+        cached=cached, cache_key=None, response=redact(answer) if capture == "full" else None,
         finish_reason=finish, created_at_utc=_utc(start), litellm_call_id=litellm_call_id,
         trace_id=slo.get("trace_id"),
         model_group=litellm_metadata.get("original_model_group") or slo.get("model_group") or None,
