@@ -30,8 +30,13 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(PY) -m llmlab.demo
 
+# Two pytest-xdist workers (TEST_WORKERS=0: one process): the suite waits on kernels, proxies, browsers and the
+# sandbox's simulated latencies, and two workers overlap those waits. --dist loadgroup keeps each module marked
+# pytest.mark.xdist_group (an expensive module-scoped fixture) on one worker.
+TEST_WORKERS ?= 2
+
 test: $(STAMP)
-	$(PY) -m pytest -q -p no:cacheprovider
+	$(PY) -m pytest -q -p no:cacheprovider -n $(TEST_WORKERS) --dist loadgroup
 
 # Static guard rails: lint, types and the import layers (run by .ci/run).
 check: $(STAMP)

@@ -26,7 +26,11 @@ def ensure_kernelspec() -> str:
     spec_dir.mkdir(parents=True, exist_ok=True)
     spec = {"argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
             "display_name": "Python (llmlab)", "language": "python", "metadata": {"debugger": False}}
-    (spec_dir / "kernel.json").write_text(json.dumps(spec))
+    path, text = spec_dir / "kernel.json", json.dumps(spec)
+    if not path.is_file() or path.read_text() != text:  # two processes at once: never a half-written spec
+        tmp = spec_dir / f".kernel.json.{os.getpid()}"
+        tmp.write_text(text)
+        os.replace(tmp, path)
     paths = os.environ.get("JUPYTER_PATH", "")
     if str(root) not in paths.split(os.pathsep):
         os.environ["JUPYTER_PATH"] = os.pathsep.join(p for p in (str(root), paths) if p)

@@ -4,6 +4,12 @@
 - ``sandbox``: the session's :class:`llmlab.sandbox.Sandbox` (random loopback port, seed 0, latencies × 0.02)
   with its injected faults cleared and its counters reset for the test, and ``LLMLAB_SANDBOX_API_BASE`` pointing
   at it (so ``sandbox/*`` models reach it).
+
+``make test`` runs the suite on two pytest-xdist workers (``-n 2 --dist loadgroup``): every test gets its own
+``tmp_path`` and store, each worker its own sandbox on a free port, and the modules holding a ``slow`` or
+``browser`` test are collected first (module order kept otherwise), so the long tests start early instead of
+ending one worker's queue while the other idles. A module whose module-scoped fixture is expensive is marked
+``pytest.mark.xdist_group`` so that one worker builds it once.
 """
 
 from __future__ import annotations
@@ -14,6 +20,16 @@ from collections.abc import Iterator
 import pytest
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+
+
+_LONG_MARKS = ("slow", "browser")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Modules with a long (``slow`` or ``browser``) test first; tests keep their order within a module."""
+    long_modules = {item.module.__name__ for item in items if getattr(item, "module", None) is not None
+                    and any(item.get_closest_marker(m) for m in _LONG_MARKS)}
+    items.sort(key=lambda item: getattr(item, "module", None) is None or item.module.__name__ not in long_modules)
 
 
 @pytest.fixture(autouse=True)

@@ -19,6 +19,8 @@ from llmlab.store import Store
 
 MODELS = ["sandbox/frontier", "sandbox/balanced", "sandbox/tiny"]
 
+pytestmark = pytest.mark.xdist_group("comparisons")  # one worker builds the module fixture once
+
 
 @pytest.fixture(scope="module")
 def judged(sandbox_server, tmp_path_factory):

@@ -21,6 +21,8 @@ from llmlab.store import Store
 
 MODELS = ["sandbox/frontier", "sandbox/balanced", "sandbox/fast", "sandbox/tiny"]
 
+pytestmark = pytest.mark.xdist_group("pairwise")  # one worker builds the module fixture once
+
 
 @pytest.fixture(scope="module")
 def judged_run(sandbox_server, tmp_path_factory):

@@ -9,6 +9,7 @@ the default row, and a failing primary must fall back.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pandas as pd
@@ -23,31 +24,43 @@ from proxy_process import start_proxy
 REPO = Path(__file__).resolve().parent.parent
 MODELS = ["sandbox/frontier", "sandbox/balanced", "sandbox/fast", "sandbox/tiny"]
 
-pytestmark = pytest.mark.slow
+# One recorded run, one export and one proxy for the module (starting the proxy is most of each test's time);
+# both tests stay on one xdist worker. The fallback test comes last: it fails the primary deployment on purpose.
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("proxy")]
 
 
 def _bare(model: str) -> str:
     return model.split("/", 1)[1]
 
 
-@pytest.fixture
-def exported(sandbox, tmp_path, monkeypatch):
-    """A recorded run, its routing table and the config the CLI exported from it."""
-    monkeypatch.setenv("LLMLAB_SANDBOX_API_KEY", "sandbox-key")
-    rows = [json.loads(line) for line in (REPO / "datasets" / "quickstart.jsonl").read_text().splitlines()]
-    frame = pd.DataFrame(rows).groupby("category").head(8)
-    res = llmlab.run(frame, MODELS, progress=False, concurrency=32, timeout_s=20)
-    path = tmp_path / "routing.yaml"
-    assert cli.main(["route", res.run_id, "--export", str(path), "--tolerance", "0.05"]) == 0
-    table = routing_table(res.results, tolerance=0.05, min_n=5)
+@pytest.fixture(scope="module")
+def exported(sandbox_server, tmp_path_factory):
+    """A recorded run, its routing table and the config the CLI exported from it (in a module store)."""
+    tmp = tmp_path_factory.mktemp("proxy")
+    with pytest.MonkeyPatch.context() as mp:
+        for name in [n for n in os.environ if n.endswith("_API_KEY")]:
+            mp.delenv(name)
+        mp.setenv("LLMLAB_DB", str(tmp / "llmlab.duckdb"))
+        mp.setenv("LLMLAB_SANDBOX_API_BASE", sandbox_server.api_base)
+        mp.setenv("LLMLAB_SANDBOX_API_KEY", "sandbox-key")
+        sandbox_server.clear_faults()
+        rows = [json.loads(line) for line in (REPO / "datasets" / "quickstart.jsonl").read_text().splitlines()]
+        frame = pd.DataFrame(rows).groupby("category").head(8)
+        res = llmlab.run(frame, MODELS, progress=False, concurrency=32, timeout_s=20)
+        path = tmp / "routing.yaml"
+        assert cli.main(["route", res.run_id, "--export", str(path), "--tolerance", "0.05"]) == 0
+        table = routing_table(res.results, tolerance=0.05, min_n=5)
     return path, table
 
 
-@pytest.fixture
-def proxy(exported, sandbox, tmp_path):
+@pytest.fixture(scope="module")
+def proxy(exported, sandbox_server):
     path, _ = exported
-    p = start_proxy(path, {"LLMLAB_SANDBOX_API_BASE": sandbox.api_base, "LLMLAB_SANDBOX_API_KEY": "sandbox-key"},
-                    tmp_path)
+    with pytest.MonkeyPatch.context() as mp:  # the proxy inherits no provider key
+        for name in [n for n in os.environ if n.endswith("_API_KEY")]:
+            mp.delenv(name)
+        p = start_proxy(path, {"LLMLAB_SANDBOX_API_BASE": sandbox_server.api_base,
+                               "LLMLAB_SANDBOX_API_KEY": "sandbox-key"}, path.parent)
     try:
         yield p
     finally:

@@ -1,4 +1,9 @@
-"""notebooks/quickstart.ipynb runs end to end in a real Jupyter kernel (nbclient), as `make demo` runs it."""
+"""notebooks/quickstart.ipynb runs end to end in a real Jupyter kernel (nbclient), as `make demo` runs it.
+
+Every cell runs, on the first 6 prompts of each of the six categories (``LLMLAB_NOTEBOOK_LIMIT=6``, read by the
+notebook's setup cell: 36 prompts x 4 models, a quarter of the calls; 6 >= the routing table's ``min_n`` of 5, so
+every category still gets its own row). ``make demo`` runs the whole set.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +16,7 @@ from llmlab._jupyter import execute_notebook
 from llmlab.store import Store
 
 ROOT = Path(__file__).resolve().parent.parent
+PER_CATEGORY = 6
 
 
 @pytest.mark.slow
@@ -18,7 +24,8 @@ def test_quickstart_notebook_writes_report_config_and_one_row_per_call(tmp_path,
     db = tmp_path / "demo.duckdb"
     for k in ("LLMLAB_SANDBOX_API_BASE", "LLMLAB_MODELS"):
         monkeypatch.delenv(k, raising=False)
-    env = {"LLMLAB_DB": str(db), "LLMLAB_REPORTS_DIR": str(tmp_path), "LLMLAB_SANDBOX_LATENCY_SCALE": "0.05"}
+    env = {"LLMLAB_DB": str(db), "LLMLAB_REPORTS_DIR": str(tmp_path), "LLMLAB_SANDBOX_LATENCY_SCALE": "0.05",
+           "LLMLAB_NOTEBOOK_LIMIT": str(PER_CATEGORY)}
     for k, v in env.items():
         monkeypatch.setenv(k, v)
     nb = execute_notebook(ROOT / "notebooks" / "quickstart.ipynb", output=tmp_path / "executed.ipynb",
@@ -29,7 +36,8 @@ def test_quickstart_notebook_writes_report_config_and_one_row_per_call(tmp_path,
     runs = store.runs()
     assert len(runs) == 1
     res = store.results(runs.iloc[0]["run_id"])
-    assert len(res) == 144 * 4
+    assert len(res) == 6 * PER_CATEGORY * 4                                # 6 categories x 4 models
+    assert (res.groupby("category")["prompt_id"].nunique() == PER_CATEGORY).all()
     assert not res.duplicated(["prompt_id", "model", "sample_index"]).any()
     assert (res["status"] == "ok").all() and res["quality"].notna().all()
     report = (tmp_path / "quickstart.html").read_text()

@@ -16,8 +16,9 @@ except Exception:  # noqa: BLE001
     DATA = None
 
 # In CI ../shared is always beside the clone: there a missing folder fails the tests instead of skipping them.
-pytestmark = pytest.mark.skipif(DATA is None and not os.environ.get("CI"),
-                                reason="../shared/data/routellm is not beside the repository")
+pytestmark = [pytest.mark.skipif(DATA is None and not os.environ.get("CI"),
+                                 reason="../shared/data/routellm is not beside the repository"),
+              pytest.mark.xdist_group("routellm")]  # one worker builds the module fixture once
 
 
 @pytest.fixture(scope="module")
