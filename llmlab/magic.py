@@ -693,8 +693,10 @@ def load_ipython_extension(ipython: Any) -> None:
         return
     from llmlab.warmup import warm_up
 
-    warm_up()  # begin importing LiteLLM in a daemon thread: the first %%llm cell does not wait for it all
     magics = LLMMagics(shell=ipython)
+    # a daemon thread prepares what the first %%llm cell needs (imports, the store it will use, LiteLLM's first
+    # call) while the user types it
+    warm_up(store_path=magics.store_path)
     ipython.register_magics(magics)
     if magics not in ipython.configurables:
         ipython.configurables.append(magics)

@@ -11,6 +11,7 @@ from typing import Any
 
 from llmlab import _loop
 from llmlab._litellm import litellm_version, redact
+from llmlab.redaction import secrets_in_environment
 from llmlab.store import Store, new_id, utc_now
 
 log = logging.getLogger(__name__)
@@ -136,13 +137,13 @@ def run_name(prompt_set: str, models: Sequence[str]) -> str:
     return f"{prompt_set} · {who} · {utc_now():%Y-%m-%d %H:%M}"
 
 
-def _structured_fields(prompt: Any, extra: dict[str, Any]) -> dict[str, Any]:
+def _structured_fields(prompt: Any, extra: dict[str, Any], secrets: tuple[tuple[str, str], ...]) -> dict[str, Any]:
     """The prompt row's JSON columns: its conversation (images as path + hash), and the response format / tools
-    its calls were made with (``extra``: the row's, else the run's)."""
+    its calls were made with (``extra``: the row's, else the run's); redacted of ``secrets``."""
     out: dict[str, Any] = {}
     for column, value in (("messages", prompt.messages), ("response_format", extra.get("response_format")),
                           ("tools", extra.get("tools")), ("tool_choice", extra.get("tool_choice"))):
-        out[column] = None if value is None else redact(json.dumps(value, ensure_ascii=False, default=str))
+        out[column] = None if value is None else redact(json.dumps(value, ensure_ascii=False, default=str), secrets)
     return out
 
 
@@ -166,10 +167,12 @@ async def _arun_impl(the_plan: Plan, store: Store, *, name: str | None, tags: Se
         n_prompts=len(ps), n_calls_planned=the_plan.n_calls,
     )
     params_by_prompt = {c.prompt.prompt_id: c.call_params for c in the_plan.calls}
+    secrets = secrets_in_environment()  # one scan of the environment for the run's prompts, not one per text
     await asyncio.to_thread(store.add_prompts, [
-        {"run_id": run_id, "prompt_id": p.prompt_id, "category": p.category, "prompt": redact(p.text),
-         "reference": redact(p.reference), "scorer": p.scorer, "system": redact(p.system or opts.system),
-         "source_id": p.source_id, **_structured_fields(p, params_by_prompt.get(p.prompt_id, {}))}
+        {"run_id": run_id, "prompt_id": p.prompt_id, "category": p.category, "prompt": redact(p.text, secrets),
+         "reference": redact(p.reference, secrets), "scorer": p.scorer,
+         "system": redact(p.system or opts.system, secrets), "source_id": p.source_id,
+         **_structured_fields(p, params_by_prompt.get(p.prompt_id, {}), secrets)}
         for p in ps
     ])
     if job is not None:

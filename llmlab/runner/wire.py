@@ -375,14 +375,36 @@ async def with_deadline(coro: Any, timeout_s: float, wire: Wire | None) -> Any:
                 pass
 
 
-_WARM_UP_MODULES = ("openai.resources", "litellm.litellm_core_utils.streaming_handler",
-                    "litellm.llms.anthropic.chat.handler", "litellm.llms.custom_httpx.http_handler")
+#: What LiteLLM (1.106) and the openai client import on their first request through the ``openai`` and
+#: ``anthropic`` providers (found by comparing ``sys.modules`` before and after a first sandbox call of each;
+#: ``tests/test_warmup.py`` checks that a first call after :func:`warm_up` imports none of LiteLLM's modules).
+#: ``default_encoding`` loads the tokenizer LiteLLM's cost calculation counts with (cl100k, bundled: offline).
+_WARM_UP_MODULES = (
+    "openai.resources", "anyio._backends._asyncio",
+    "litellm.litellm_core_utils.streaming_handler", "litellm.llms.anthropic.chat.handler",
+    "litellm.llms.custom_httpx.http_handler", "litellm.litellm_core_utils.default_encoding",
+    "litellm._service_logger", "litellm.integrations.prometheus_services",
+    "litellm.proxy.openai_files_endpoints.common_utils", "litellm.llms.litellm_proxy.chat.transformation",
+    "litellm.llms.openai.chat.gpt_audio_transformation", "litellm.llms.openai_like.dynamic_config",
+    "litellm.llms.vertex_ai.vertex_ai_partner_models.anthropic.transformation",
+    "litellm.llms.anthropic.completion.transformation", "litellm.llms.edenai.chat.transformation",
+    "litellm.llms.fal_ai.chat.transformation", "litellm.llms.fal_ai.image_generation",
+    "litellm.types.litellm_core_utils.streaming_chunk_builder_utils", "litellm.types.proxy.carried_budget_state",
+    "litellm.types.proxy.control_plane_endpoints", "litellm.types.proxy.spend_capture_rate",
+    "litellm.types.integrations.compression_interception", "litellm.types.integrations.prometheus",
+    "litellm.types.object_permission",
+)
+_warmed = False
 
 
 def warm_up() -> None:
-    """Import, in a worker thread, the modules LiteLLM imports lazily on its first request (about 0.4 s of
-    ``openai.resources``): done on the loop thread, inside the first request's timeout, that import would stall
-    every call in flight and can time a request out before it is sent."""
+    """Import, in a worker thread, what LiteLLM imports lazily on its first request (about 0.4 s of
+    ``openai.resources``, LiteLLM's provider modules, the tokenizer its cost calculation loads): done on the loop
+    thread, inside the first request's timeout, that work would stall every call in flight and can time a request
+    out before it is sent. Does the work once per process (later calls return at once); makes no request."""
+    global _warmed
+    if _warmed:
+        return
     import importlib
 
     litellm()
@@ -391,3 +413,4 @@ def warm_up() -> None:
             importlib.import_module(name)
         except Exception:  # noqa: BLE001 - an optional speed-up only
             log.debug("llmlab: warm-up import of %s failed", name, exc_info=True)
+    _warmed = True
