@@ -16,7 +16,7 @@ import math
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from llmlab.analysis.summary import SUMMARY_COLUMNS, _t975, wilson_interval
+from llmlab.analysis.summary_figures import SUMMARY_COLUMNS, _t975, wilson_interval
 from llmlab.errors import AnalysisError
 
 __all__ = ["GROUPABLE", "run_source", "summarize_run", "summarize_run_sets"]
