@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/store_scale.py                  # 10,000,000 calls = 100 runs x 100,000
     .venv/bin/python benchmarks/store_scale.py --calls 1000000  # a quicker one
+    .venv/bin/python benchmarks/store_scale.py --store /tmp/llmlab-store-scale-XXXX/big.duckdb  # re-time the reads
 
 The rows are generated inside DuckDB (``range()``, one ``INSERT ... SELECT`` per table, no Python loop): runs of
 ``--run-calls`` calls each (25,000 prompts x 4 models, 5 categories, 5% error rows, a deterministic score per
@@ -107,8 +108,26 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--calls", type=int, default=10_000_000)
     ap.add_argument("--run-calls", type=int, default=100_000)
+    ap.add_argument("--store", metavar="PATH", help="time the reads of run r00000 on this existing store (one this "
+                    "benchmark generated: it keeps its files in a temporary folder), 3 times, instead of generating")
     args = ap.parse_args(argv)
     from llmlab.store import Store
+
+    if args.store:
+        store = Store(args.store)
+        reads(store, "r00000")  # warm-up: imports, caches
+        times = [reads(store, "r00000") for _ in range(3)]
+        n = int(store.sql("SELECT count(*) AS n FROM call_records")["n"][0])
+        print(f"store {args.store}: {n:,} calls; load average {os.getloadavg()[0]:.1f}; 3 repeats, median")
+        out = {"store_scale.calls": n}
+        for key in ("summary_sql", "results", "summarize", "routing_table", "compare"):
+            med = sorted(t[key] for t in times)[1]
+            print(f"{key:>14}: {med:7.3f} s (each: {', '.join(f'{t[key]:.2f}' for t in times)})")
+            out[f"store_scale.{key}_s"] = round(med, 3)
+        out["store_scale.peak_rss_mib"] = round(_rss_mb())
+        print(f"peak RSS {_rss_mb():.0f} MiB")
+        print(json.dumps(out))
+        return 0
 
     tmp = Path(tempfile.mkdtemp(prefix="llmlab-store-scale-"))
     small, big = Store(tmp / "one-run.duckdb"), Store(tmp / "big.duckdb")
