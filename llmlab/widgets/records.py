@@ -44,21 +44,14 @@ class RecordTable(MutableMapping[str, dict[str, Any]]):
     """
 
     def __init__(self, frame: pd.DataFrame | None = None) -> None:
-        self._series: dict[str, pd.Series] = {}
-        self._columns: dict[str, Any] = {}  # name -> the column's array (indexable by position, values as stored)
-        self._pos: dict[str, int] = {}
-        self._made: dict[str, dict[str, Any]] = {}  # records built or written; they win over the columns
         self._frame: pd.DataFrame | None = None
+        self._columns: dict[str, Any] = {}  # name -> the column's array (indexable by position, values as stored)
+        self._pos: dict[str, int] = {}  # call_id -> its row in the frame
+        self._made: dict[str, dict[str, Any]] = {}  # records built or written; they win over the columns
         if frame is not None and len(frame) and "call_id" in frame.columns:
             frame = self._frame = frame.reset_index(drop=True)
-            self._series = {str(c): frame[c] for c in frame.columns}
-            self._columns = {name: col.array for name, col in self._series.items()}
+            self._columns = {str(c): frame[c].array for c in frame.columns}
             self._pos = {cid: i for i, cid in enumerate(frame["call_id"].tolist()) if isinstance(cid, str)}
-
-    @property
-    def names(self) -> list[str]:
-        """The frame's column names (a record built from the columns has exactly these keys)."""
-        return list(self._columns)
 
     # -- the mapping ----------------------------------------------------------------------------------
     def __getitem__(self, call_id: str) -> dict[str, Any]:
@@ -123,10 +116,13 @@ class RecordTable(MutableMapping[str, dict[str, Any]]):
             out = out.iloc[np.argsort(out["call_id"].map(order).to_numpy(), kind="stable")]
         return out.reset_index(drop=True)
 
+    def _series(self, name: str) -> pd.Series | None:
+        return None if self._frame is None or name not in self._frame.columns else self._frame[name]
+
     def _patched(self, base: list[Any] | np.ndarray, name: str, convert: Any) -> Any:
         """``base`` (one value per stored row, in row order) reduced to the current records in iteration order,
         with the values of records built or written since."""
-        n_rows = len(next(iter(self._series.values()))) if self._series else 0
+        n_rows = 0 if self._frame is None else len(self._frame)
         if len(self._pos) != n_rows:  # rows were dropped (no call_id, a repeated one, deleted)
             idx = list(self._pos.values())
             base = base[idx] if isinstance(base, np.ndarray) else [base[i] for i in idx]
@@ -147,16 +143,16 @@ class RecordTable(MutableMapping[str, dict[str, Any]]):
 
     def column(self, name: str) -> list[Any]:
         """Column ``name`` over every record, in iteration order (raw values: NaN and None both mean missing)."""
-        series = self._series.get(name)
-        base = series.tolist() if series is not None else [None] * len(self._series.get("call_id", ()))
+        series = self._series(name)
+        base = series.tolist() if series is not None else [None] * (0 if self._frame is None else len(self._frame))
         return list(self._patched(base, name, lambda v: v))
 
     def numeric(self, name: str) -> np.ndarray:
         """Column ``name`` over every record as floats (NaN for missing or non-numeric values; booleans are not
         numbers here), in iteration order."""
-        series = self._series.get(name)
+        series = self._series(name)
         if series is None:
-            base = np.full(len(self._series.get("call_id", ())), np.nan)
+            base = np.full(0 if self._frame is None else len(self._frame), np.nan)
         elif series.dtype.kind in "iuf":
             base = series.to_numpy(dtype=float, na_value=np.nan).copy()
         else:
