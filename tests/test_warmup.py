@@ -30,8 +30,10 @@ def other_process_reads(path):
 
 
 def _run(code: str, env: dict[str, str]) -> dict:
+    # a fresh kernel's environment: no sandbox address a test of this process (the session sandbox) has exported
+    base = {k: v for k, v in os.environ.items() if k != "LLMLAB_SANDBOX_API_BASE"}
     out = subprocess.run([sys.executable, "-c", PRELUDE + OTHER_PROCESS + code], capture_output=True, text=True,
-                         timeout=300, cwd=ROOT, env={**os.environ, **env})
+                         timeout=300, cwd=ROOT, env={**base, **env})
     assert out.returncode == 0, out.stderr[-3000:]
     return json.loads(out.stdout.strip().splitlines()[-1])
 
