@@ -16,6 +16,8 @@ import math
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+import pandas as pd
+
 from llmlab.analysis.summary_figures import SUMMARY_COLUMNS, _t975, wilson_interval
 from llmlab.errors import AnalysisError
 
@@ -137,8 +139,6 @@ def summarize_run_sets(store: Any, run: str | None, bys: Sequence[str | Sequence
     """Several :func:`summarize_run` groupings of one run in one scan (SQL ``GROUPING SETS``): a routing table
     needs the per model x category and the per model summaries. Returns one frame per entry of ``bys``, in order;
     raises as :func:`summarize_run` does."""
-    import pandas as pd
-
     sets = [[b] if isinstance(b, str) else list(b) for b in bys]
     all_cols = list(dict.fromkeys(c for cols in sets for c in cols))
     bad = [c for c in all_cols if c not in GROUPABLE]
@@ -160,11 +160,11 @@ def summarize_run_sets(store: Any, run: str | None, bys: Sequence[str | Sequence
                                                    for cols in sets)))  # one set per set of columns
     with store.connect() as con:
         agg = con.execute(sql, [store.resolve_run(run, con=con), *params]).df()
-    return [_frame(agg[agg["_set"] == set_id] if len(agg) else agg, cols, pd)
+    return [_frame(agg[agg["_set"] == set_id] if len(agg) else agg, cols)
             for cols, set_id in zip(sets, set_ids, strict=True)]
 
 
-def _frame(agg: Any, by_cols: list[str], pd: Any) -> Any:
+def _frame(agg: Any, by_cols: list[str]) -> Any:
     columns = [*by_cols, *SUMMARY_COLUMNS]
     if agg.empty or int(agg["n"].sum()) == 0:
         return pd.DataFrame({c: pd.Series(dtype="object" if c in by_cols else float) for c in columns})

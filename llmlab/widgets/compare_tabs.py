@@ -84,12 +84,19 @@ class ChartsAndRouting:
             if projection is None and self._routing_dirty:
                 self.update_routing()
                 projection = self.projection
+            by_category: list[Any] = []  # the per model x category summary, computed once for the two charts
+
+            def per_category() -> Any:
+                if not by_category:
+                    by_category.append(summarize(source, by=("model", "category")))
+                return by_category[0]
+
             builders = [
                 ("quality vs cost", lambda: plots.quality_vs_cost(summarize(source, by=("model",)),
                                                                   routing_projection=projection)),
-                ("quality by category", lambda: plots.quality_heatmap(summarize(source, by=("model", "category")))),
+                ("quality by category", lambda: plots.quality_heatmap(per_category())),
                 ("latency", lambda: plots.latency_distribution(results)),
-                ("cost", lambda: plots.cost_chart(summarize(source, by=("model", "category")))),
+                ("cost", lambda: plots.cost_chart(per_category())),
                 ("errors", lambda: plots.error_chart(results)),
             ]
             for title, build in builders:
