@@ -176,6 +176,16 @@ def _arrow_rows(columns: Sequence[str], rows: Sequence[dict[str, Any]]) -> Any:
     return pa.Table.from_arrays(arrays, names=list(columns))
 
 
+def _score_rows(rows: Sequence[dict[str, Any]]) -> Sequence[dict[str, Any]]:
+    """Score rows completed in place: ``created_at_utc`` now where missing, ``passed`` = ``score >= PASS_MARK``
+    where not given."""
+    for r in rows:
+        r.setdefault("created_at_utc", utc_now())
+        if r.get("passed") is None and r.get("score") is not None:
+            r["passed"] = bool(r["score"] >= PASS_MARK)
+    return rows
+
+
 class Store:
     """A handle on one llmlab DuckDB file. Cheap to create; holds no connection between calls.
 
@@ -415,21 +425,23 @@ class Store:
     def append_batch(self, *, runs: Sequence[dict[str, Any]] = (), prompts: Sequence[dict[str, Any]] = (),
                      calls: Sequence[dict[str, Any]] = (), scores: Sequence[dict[str, Any]] = (),
                      run_params: dict[str, Any] | None = None) -> None:
-        """Runs, prompts, calls and scores in one connection and one transaction (the production logger's write).
+        """Runs, prompts, calls and scores in one connection and one transaction (the run writer's and the
+        production logger's write).
 
         Runs are skipped when their ``run_id`` is stored, prompts when their ``(run_id, prompt_id)`` is, calls as
-        in :meth:`append_calls`; scores are appended. ``run_params`` (``{run_id: params dict}``) replaces those
-        runs' ``params``. All or nothing: on an error the transaction is rolled back and the error raised.
+        in :meth:`append_calls`; scores are appended as in :meth:`append_scores`. ``run_params``
+        (``{run_id: params dict}``) replaces those runs' ``params``. All or nothing: on an error the transaction
+        is rolled back and the error raised. With nothing to write, the file is not opened.
         """
+        if not (runs or prompts or calls or scores or run_params):
+            return
         with self.connect() as con:
             con.execute("BEGIN TRANSACTION")
             try:
                 self._insert(con, "runs", RUN_COLUMNS, [self._run_row(r) for r in runs], ("run_id",))
                 self._insert(con, "prompts", PROMPT_COLUMNS, prompts, ("run_id", "prompt_id"))
                 self._insert(con, "call_records", CALL_COLUMNS, calls, ("run_id", "call_id"))
-                for r in scores:
-                    r.setdefault("created_at_utc", utc_now())
-                self._insert(con, "scores", SCORE_COLUMNS, scores)
+                self._insert(con, "scores", SCORE_COLUMNS, _score_rows(scores))
                 for run_id, params in (run_params or {}).items():
                     con.execute("UPDATE runs SET params = ? WHERE run_id = ?", [json.dumps(params, default=str),
                                                                                  run_id])
@@ -460,11 +472,7 @@ class Store:
     def append_scores(self, rows: Sequence[dict[str, Any]], *, skip_existing: bool = False) -> None:
         """Append score rows (``SCORE_COLUMNS``) in one bulk insert; ``passed`` defaults to ``score >= PASS_MARK``.
         With ``skip_existing``, a row whose (call, kind, scorer, version) is already stored is skipped."""
-        for r in rows:
-            r.setdefault("created_at_utc", utc_now())
-            if r.get("passed") is None and r.get("score") is not None:
-                r["passed"] = bool(r["score"] >= PASS_MARK)
-        self._append("scores", SCORE_COLUMNS, rows,
+        self._append("scores", SCORE_COLUMNS, _score_rows(rows),
                      unique_by=("call_id", "kind", "scorer", "version") if skip_existing else ())
 
     def append_pairwise(self, rows: Sequence[dict[str, Any]]) -> None:

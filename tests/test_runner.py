@@ -289,16 +289,16 @@ def test_every_call_ends_as_exactly_one_row_whatever_fails(sandbox):
 def test_a_batch_written_twice_after_an_ambiguous_failure_leaves_no_duplicate(sandbox, monkeypatch):
     from llmlab.store import Store
 
-    real = Store.append_calls
+    real = Store.append_batch
     failures = []
 
-    def commit_then_fail(self, rows):
-        real(self, rows)
+    def commit_then_fail(self, **tables):
+        real(self, **tables)
         if not failures:
-            failures.append(len(rows))
+            failures.append(len(tables["calls"]))
             raise OSError("simulated: the insert committed but the caller saw an error")
 
-    monkeypatch.setattr(Store, "append_calls", commit_then_fail)
+    monkeypatch.setattr(Store, "append_batch", commit_then_fail)  # the run writer's one write per flush
     res = llmlab.run([f"Question {i}" for i in range(6)], ["sandbox/fast"], **FAST)
     assert failures, "the failure was exercised"
     df = res.results
@@ -313,13 +313,13 @@ async def test_closing_the_writer_during_a_write_never_writes_a_row_twice(tmp_pa
     from llmlab.store import CALL_COLUMNS, Store, utc_now
 
     store = Store(tmp_path / "w.duckdb")
-    real = Store.append_calls
+    real = Store.append_batch
 
-    def slow_append(self, rows):
+    def slow_append(self, **tables):
         time.sleep(0.3)
-        real(self, rows)
+        real(self, **tables)
 
-    monkeypatch.setattr(Store, "append_calls", slow_append)
+    monkeypatch.setattr(Store, "append_batch", slow_append)
     writer = BatchWriter(store, interval_s=0.05)
     writer.start()
     for i in range(3):
@@ -332,6 +332,39 @@ async def test_closing_the_writer_during_a_write_never_writes_a_row_twice(tmp_pa
     df = store.sql("SELECT call_id FROM call_records")
     assert sorted(df["call_id"]) == ["c0", "c1", "c2"]
     assert writer.rows_written == 3
+
+
+async def test_a_flush_stores_a_call_and_its_scores_together_or_not_at_all(tmp_path, monkeypatch):
+    import asyncio
+
+    from llmlab.runner import BatchWriter
+    from llmlab.store import CALL_COLUMNS, Store, utc_now
+
+    store = Store(tmp_path / "w.duckdb")
+    real = Store._insert
+    failed = []
+
+    def scores_fail_once(con, table, columns, rows, unique_by=()):
+        if table == "scores" and rows and not failed:
+            failed.append(len(rows))
+            raise OSError("simulated: the scores insert failed")
+        return real(con, table, columns, rows, unique_by)
+
+    monkeypatch.setattr(Store, "_insert", staticmethod(scores_fail_once))
+    writer = BatchWriter(store, interval_s=10)
+    row = dict.fromkeys(CALL_COLUMNS)
+    row.update(call_id="c0", run_id="r", prompt_id="p", sample_index=0, model="m", status="ok", attempts=1,
+               fallbacks_taken=0, cached=False, created_at_utc=utc_now())
+    writer.add(row, [{"run_id": "r", "call_id": "c0", "prompt_id": "p", "model": "m", "kind": "check",
+                      "scorer": "exact", "score": 1.0}])
+    assert await writer._flush() is False  # the scores failed: the call row was rolled back with them
+    assert store.sql("SELECT count(*) AS n FROM call_records")["n"][0] == 0
+    assert writer.pending == 1
+    await asyncio.wait_for(writer.close(), 10)  # the retry stores both, once
+    assert list(store.sql("SELECT call_id FROM call_records")["call_id"]) == ["c0"]
+    scores = store.sql("SELECT call_id, passed FROM scores")
+    assert list(scores["call_id"]) == ["c0"] and bool(scores["passed"][0]) is True
+    assert failed == [1] and writer.failed_flushes == 1 and writer.rows_written == 1
 
 
 def test_the_cache_serves_repeated_runs_without_requests(sandbox):

@@ -102,8 +102,9 @@ class BatchWriter(PeriodicFlush):
         return True
 
     def _write(self, calls: list[dict[str, Any]], scores: list[dict[str, Any]]) -> None:
-        self.store.append_calls(calls)
-        self.store.append_scores(scores)
+        # one connection and one transaction for both: a flush opens the file once, and a call's row and its
+        # scores are stored together or not at all
+        self.store.append_batch(calls=calls, scores=scores)
 
     async def close(self) -> None:
         """Stop the periodic flush and write what is left (raises StoreError after ``close_attempts`` failures)."""
