@@ -18,6 +18,9 @@ Configurations (``concurrency`` 64 in all):
 Workers (target 4): the same server with 0 ms latency, in a process of its own (so that it does not share this
 process's core), and ``llmlab.run`` with its defaults, ``concurrency`` 64, ``workers=1`` against ``workers=2``
 (``--workers-calls`` calls, interleaved, medians); target: ``workers=2`` >= 1.7 x the calls/s of ``workers=1``.
+Also printed: CPU per call of this process, the worker processes and the server; the start cost of two worker
+processes and the ratio without it; and the ceiling this machine allows (its cores, less the CPU time the
+hypervisor stole, over the whole system's CPU per call at ``workers=2``).
 
 Each is run ``--repeats`` times, interleaved; the figures are the medians. Ratios are against ``baseline``
 (``default`` also against ``baseline_stream``). Targets (issue "Performance"): default <= 1.10 x baseline,
@@ -86,13 +89,18 @@ def _server(latency_s: float) -> tuple[str, callable]:
         site = web.TCPSite(runner, "127.0.0.1", 0)
         loop.run_until_complete(site.start())
         box["port"] = site._server.sockets[0].getsockname()[1]  # noqa: SLF001 - the bound port
-        box["loop"] = loop
+        box["loop"], box["runner"] = loop, runner
         ready.set()
         loop.run_forever()
+        loop.close()
+
+    def stop() -> None:  # close the server's connections and handlers before its loop stops (no pending tasks)
+        asyncio.run_coroutine_threadsafe(box["runner"].cleanup(), box["loop"]).result(30)
+        box["loop"].call_soon_threadsafe(box["loop"].stop)
 
     threading.Thread(target=run, daemon=True).start()
     ready.wait(10)
-    return f"http://127.0.0.1:{box['port']}/v1", lambda: box["loop"].call_soon_threadsafe(box["loop"].stop)
+    return f"http://127.0.0.1:{box['port']}/v1", stop
 
 
 async def _baseline(api_base: str, models: list[str], prompts: list[str], concurrency: int, stream: bool) -> None:
@@ -114,39 +122,116 @@ async def _baseline(api_base: str, models: list[str], prompts: list[str], concur
     await asyncio.gather(*(one(m, p) for p in prompts for m in models))
 
 
+class _QuietRebind:
+    """Drops asyncio's "Task was destroyed but it is pending" for LiteLLM's logging worker: LiteLLM keeps one
+    global worker task and starts a new one when it is called from another event loop; this benchmark alternates
+    the baselines' loop and llmlab's, so each switch leaves the old worker to be collected. Nothing is lost (the
+    worker only forwards callbacks, and none is registered here)."""
+
+    @staticmethod
+    def filter(record) -> bool:  # noqa: ANN001
+        message = record.getMessage()
+        return not ("Task was destroyed but it is pending" in message and "LoggingWorker._worker_loop" in message)
+
+
+def _close(loop: asyncio.AbstractEventLoop) -> None:
+    """Cancel what LiteLLM left running on ``loop`` (its logging worker) and close it, so that nothing is reported
+    destroyed while pending at exit."""
+    pending = asyncio.all_tasks(loop)
+    for t in pending:
+        t.cancel()
+    loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+    loop.run_until_complete(loop.shutdown_asyncgens())
+    loop.close()
+
+
 def _measure(fn) -> tuple[float, float]:  # noqa: ANN001
     c0, t0 = time.process_time(), time.perf_counter()
     fn()
     return time.perf_counter() - t0, time.process_time() - c0
 
 
+def _proc_cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) of process ``pid`` so far, from ``/proc`` (0.0 where there is none)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _cpu_ticks() -> tuple[int, int]:
+    """(all, steal) ticks of the machine since boot, from ``/proc/stat`` ((0, 0) where there is none)."""
+    try:
+        parts = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    except (OSError, ValueError, IndexError):
+        return 0, 0
+    return sum(parts[:8]), parts[7] if len(parts) > 7 else 0
+
+
+def _children_cpu_s() -> float:
+    import resource
+
+    ch = resource.getrusage(resource.RUSAGE_CHILDREN)  # finished (waited-for) children: the worker processes
+    return ch.ru_utime + ch.ru_stime
+
+
 def _workers(args: argparse.Namespace, llmlab, models: list[str]) -> dict[str, float]:  # noqa: ANN001
+    """``workers=1`` against ``workers=2`` (interleaved, medians), with where the CPU went: this process, the
+    worker processes and the server process, per call; the machine's ceiling for ``workers=2`` is
+    ``cores x (1 - steal) / CPU per call of the whole system``; the start cost of the worker processes (a
+    ``workers=2`` run of one call per worker and model) is measured apart, and the steady-state ratio leaves it
+    out."""
     import subprocess
 
     server = subprocess.Popen([sys.executable, __file__, "--serve", "--latency-ms", "0"], stdout=subprocess.PIPE,
                               text=True)
+    cores = os.cpu_count() or 1
     try:
         api_base = server.stdout.readline().strip()
         os.environ["OPENAI_API_BASE"] = api_base
         n_prompts = max(1, args.workers_calls // args.models)
         calls = n_prompts * args.models
-        res: dict[int, list[float]] = {1: [], 2: []}
+
+        def run(k: int, prompts: list[str]) -> dict[str, float]:
+            s0, ch0, (all0, st0) = _proc_cpu_s(server.pid), _children_cpu_s(), _cpu_ticks()
+            wall, own = _measure(lambda: llmlab.run(prompts, models, progress=False, cache=False,
+                                                    concurrency=args.concurrency, max_tokens=32, workers=k,
+                                                    timeout_s=60))
+            (all1, st1) = _cpu_ticks()
+            return {"wall": wall, "own": own, "workers": _children_cpu_s() - ch0,
+                    "server": _proc_cpu_s(server.pid) - s0, "steal": (st1 - st0) / max(1, all1 - all0)}
+
+        start = [run(2, [f"start {r} {i}" for i in range(2)])["wall"] for r in range(args.repeats)]
+        start_s = statistics.median(start)
+        res: dict[int, list[dict[str, float]]] = {1: [], 2: []}
         for rep in range(args.repeats):
             for k in (1, 2):
-                prompts = [f"workers {k} {rep} prompt {i}" for i in range(n_prompts)]
-                wall, _ = _measure(lambda: llmlab.run(prompts, models, progress=False, cache=False,  # noqa: B023
-                                                      concurrency=args.concurrency, max_tokens=32, workers=k,
-                                                      timeout_s=60))
-                res[k].append(calls / wall)
-                print(f"  rep {rep} workers={k}: {calls / wall:7.1f} calls/s", flush=True)
+                m = run(k, [f"workers {k} {rep} prompt {i}" for i in range(n_prompts)])
+                res[k].append(m)
+                print(f"  rep {rep} workers={k}: {calls / m['wall']:7.1f} calls/s; CPU ms/call: this process "
+                      f"{m['own'] / calls * 1e3:.1f}, workers {m['workers'] / calls * 1e3:.1f}, server "
+                      f"{m['server'] / calls * 1e3:.1f}; steal {m['steal']:.0%}", flush=True)
     finally:
         server.kill()
-    med = {k: statistics.median(v) for k, v in res.items()}
-    ratio = med[2] / med[1]
-    print(f"  workers (0 ms latency, {calls} calls, {os.cpu_count()} cores): workers=1 {med[1]:.1f} calls/s, "
-          f"workers=2 {med[2]:.1f} calls/s = {ratio:.2f} x (target >= 1.7: {ratio >= 1.7})")
-    return {"fanout.workers.calls": calls, "fanout.workers.w1_calls_per_s": round(med[1], 1),
-            "fanout.workers.w2_calls_per_s": round(med[2], 1), "fanout.workers.ratio": round(ratio, 3),
+        server.wait()
+    med = {k: {f: statistics.median(m[f] for m in v) for f in v[0]} for k, v in res.items()}
+    rate = {k: calls / med[k]["wall"] for k in med}
+    ratio = rate[2] / rate[1]
+    steady = (calls / max(1e-9, med[2]["wall"] - start_s)) / rate[1]
+    cpu_call_2 = (med[2]["own"] + med[2]["workers"] + med[2]["server"]) / calls
+    ceiling = cores * (1 - med[2]["steal"]) / cpu_call_2 / rate[1]
+    print(f"  workers (0 ms latency, {calls} calls, {cores} cores): workers=1 {rate[1]:.1f} calls/s, workers=2 "
+          f"{rate[2]:.1f} calls/s = {ratio:.2f} x (target >= 1.7: {ratio >= 1.7}); start of 2 worker processes "
+          f"{start_s:.1f} s, without it {steady:.2f} x; this machine's ceiling for workers=2 (all {cores} cores "
+          f"less {med[2]['steal']:.0%} steal at {cpu_call_2 * 1e3:.1f} CPU ms a call, server included): "
+          f"{ceiling:.2f} x")
+    return {"fanout.workers.calls": calls, "fanout.workers.w1_calls_per_s": round(rate[1], 1),
+            "fanout.workers.w2_calls_per_s": round(rate[2], 1), "fanout.workers.ratio": round(ratio, 3),
+            "fanout.workers.start_s": round(start_s, 2), "fanout.workers.ratio_steady": round(steady, 3),
+            "fanout.workers.ceiling_ratio": round(ceiling, 3), "fanout.workers.steal": round(med[2]["steal"], 3),
+            **{f"fanout.workers.w{k}.cpu_ms_per_call.{f}": round(med[k][f] / calls * 1e3, 2)
+               for k in med for f in ("own", "workers", "server")},
             "fanout.target.workers_ge_1_7": ratio >= 1.7}
 
 
@@ -166,10 +251,14 @@ def main(argv: list[str] | None = None) -> int:
         threading.Event().wait()
     os.environ["LLMLAB_DB"] = str(Path(tempfile.mkdtemp(prefix="llmlab-fanout-")) / "bench.duckdb")
 
+    import logging
+
     import litellm
 
     import llmlab
     from llmlab.models import set_price
+
+    logging.getLogger("asyncio").addFilter(_QuietRebind())
 
     api_base, stop = _server(args.latency_ms / 1000)
     os.environ["OPENAI_API_BASE"] = api_base
@@ -204,6 +293,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  rep {rep} {name:16s} wall {results[name][-1][0]:6.1f} s  cpu {results[name][-1][1]:6.1f} s",
                   flush=True)
     stop()
+    _close(loop)
     med = {k: (statistics.median(w for w, _ in v), statistics.median(c for _, c in v)) for k, v in results.items()}
     out: dict[str, float] = {"fanout.calls": calls, "fanout.ideal_wall_s": round(ideal_s, 2)}
     print(f"llmlab fan-out benchmark: {calls} calls ({n_prompts} prompts x {args.models} models), latency "
