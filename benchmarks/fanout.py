@@ -18,8 +18,9 @@ Configurations (``concurrency`` 64 in all):
 Workers (target 4): the same server with 0 ms latency, in a process of its own (so that it does not share this
 process's core), and ``llmlab.run`` with its defaults, ``concurrency`` 64, ``workers=1`` against ``workers=2``
 (``--workers-calls`` calls, interleaved, medians); target: ``workers=2`` >= 1.7 x the calls/s of ``workers=1``.
-Also printed: CPU per call of this process, the worker processes and the server; the start cost of two worker
-processes and the ratio without it; and the ceiling this machine allows (its cores, less the CPU time the
+``workers=2`` is timed cold (new worker processes, ``LLMLAB_WORKER_SPARES=0``) and warm (the spare workers a
+run leaves for the next one). Also printed: CPU per call of this process, the worker processes and the server;
+what starting two workers costs; and the ceiling this machine allows (its cores, less the CPU time the
 hypervisor stole, over the whole system's CPU per call at ``workers=2``).
 
 Each is run ``--repeats`` times, interleaved; the figures are the medians. Ratios are against ``baseline``
@@ -176,13 +177,28 @@ def _children_cpu_s() -> float:
     return ch.ru_utime + ch.ru_stime
 
 
+def _wait_idle(pids: list[int], timeout_s: float = 120.0) -> None:
+    """Until the processes ``pids`` stop using CPU (spare workers done importing LiteLLM), so that their start
+    does not run inside the next timed run."""
+    deadline = time.monotonic() + timeout_s
+    last = sum(_proc_cpu_s(p) for p in pids)
+    while time.monotonic() < deadline:
+        time.sleep(0.5)
+        now = sum(_proc_cpu_s(p) for p in pids)
+        if now - last < 0.02:
+            return
+        last = now
+
+
 def _workers(args: argparse.Namespace, llmlab, models: list[str]) -> dict[str, float]:  # noqa: ANN001
-    """``workers=1`` against ``workers=2`` (interleaved, medians), with where the CPU went: this process, the
-    worker processes and the server process, per call; the machine's ceiling for ``workers=2`` is
-    ``cores x (1 - steal) / CPU per call of the whole system``; the start cost of the worker processes (a
-    ``workers=2`` run of one call per worker and model) is measured apart, and the steady-state ratio leaves it
-    out."""
+    """``workers=1`` against ``workers=2`` (interleaved, medians), ``workers=2`` twice: *cold* (new worker
+    processes: an interpreter and LiteLLM's import each; ``LLMLAB_WORKER_SPARES=0``) and *warm* (the spares the
+    run before left, as a notebook's second run gets them). Also where the CPU went: this process, the worker
+    processes and the server process, per call; and the machine's ceiling for ``workers=2``: ``cores x (1 -
+    steal)`` over the whole system's CPU per call."""
     import subprocess
+
+    from llmlab.runner.workers import spare_pids
 
     server = subprocess.Popen([sys.executable, __file__, "--serve", "--latency-ms", "0"], stdout=subprocess.PIPE,
                               text=True)
@@ -193,46 +209,66 @@ def _workers(args: argparse.Namespace, llmlab, models: list[str]) -> dict[str, f
         n_prompts = max(1, args.workers_calls // args.models)
         calls = n_prompts * args.models
 
-        def run(k: int, prompts: list[str]) -> dict[str, float]:
+        def run(k: int, prompts: list[str], spares: bool = True) -> dict[str, float]:
+            if spares:
+                os.environ.pop("LLMLAB_WORKER_SPARES", None)
+            else:
+                os.environ["LLMLAB_WORKER_SPARES"] = "0"
             s0, ch0, (all0, st0) = _proc_cpu_s(server.pid), _children_cpu_s(), _cpu_ticks()
-            wall, own = _measure(lambda: llmlab.run(prompts, models, progress=False, cache=False,
-                                                    concurrency=args.concurrency, max_tokens=32, workers=k,
-                                                    timeout_s=60))
-            (all1, st1) = _cpu_ticks()
-            return {"wall": wall, "own": own, "workers": _children_cpu_s() - ch0,
-                    "server": _proc_cpu_s(server.pid) - s0, "steal": (st1 - st0) / max(1, all1 - all0)}
+            # the spares' start-up CPU so far: reaped during this run (taken or stopped), not this run's work
+            spent = sum(_proc_cpu_s(pid) for pid in spare_pids())
+            box: dict = {}
 
-        start = [run(2, [f"start {r} {i}" for i in range(2)])["wall"] for r in range(args.repeats)]
-        start_s = statistics.median(start)
-        res: dict[int, list[dict[str, float]]] = {1: [], 2: []}
+            def go() -> None:
+                box["res"] = llmlab.run(prompts, models, progress=False, cache=False, concurrency=args.concurrency,
+                                        max_tokens=32, workers=k, timeout_s=60)
+
+            wall, own = _measure(go)
+            (all1, st1) = _cpu_ticks()
+            os.environ.pop("LLMLAB_WORKER_SPARES", None)
+            return {"wall": wall, "own": own, "workers": _children_cpu_s() - ch0 - spent,
+                    "server": _proc_cpu_s(server.pid) - s0, "steal": (st1 - st0) / max(1, all1 - all0),
+                    "spares_used": box["res"].stats.spare_workers}
+
+        res: dict[str, list[dict[str, float]]] = {"w1": [], "w2_cold": [], "w2_warm": []}
         for rep in range(args.repeats):
-            for k in (1, 2):
-                m = run(k, [f"workers {k} {rep} prompt {i}" for i in range(n_prompts)])
-                res[k].append(m)
-                print(f"  rep {rep} workers={k}: {calls / m['wall']:7.1f} calls/s; CPU ms/call: this process "
+            for name in res:
+                if name == "w2_warm":  # leave spares for it, and let them finish starting
+                    run(2, [f"spares {rep} {i}" for i in range(2 * args.models)])
+                    _wait_idle(spare_pids())
+                m = run(1 if name == "w1" else 2, [f"{name} {rep} prompt {i}" for i in range(n_prompts)],
+                        spares=name != "w2_cold")
+                if name == "w2_warm":
+                    _wait_idle(spare_pids())  # the next spares start outside the next timed run
+                res[name].append(m)
+                print(f"  rep {rep} {name:8s} {calls / m['wall']:7.1f} calls/s; CPU ms/call: this process "
                       f"{m['own'] / calls * 1e3:.1f}, workers {m['workers'] / calls * 1e3:.1f}, server "
-                      f"{m['server'] / calls * 1e3:.1f}; steal {m['steal']:.0%}", flush=True)
+                      f"{m['server'] / calls * 1e3:.1f}; steal {m['steal']:.0%}; spares used "
+                      f"{m['spares_used']}", flush=True)
     finally:
         server.kill()
         server.wait()
     med = {k: {f: statistics.median(m[f] for m in v) for f in v[0]} for k, v in res.items()}
     rate = {k: calls / med[k]["wall"] for k in med}
-    ratio = rate[2] / rate[1]
-    steady = (calls / max(1e-9, med[2]["wall"] - start_s)) / rate[1]
-    cpu_call_2 = (med[2]["own"] + med[2]["workers"] + med[2]["server"]) / calls
-    ceiling = cores * (1 - med[2]["steal"]) / cpu_call_2 / rate[1]
-    print(f"  workers (0 ms latency, {calls} calls, {cores} cores): workers=1 {rate[1]:.1f} calls/s, workers=2 "
-          f"{rate[2]:.1f} calls/s = {ratio:.2f} x (target >= 1.7: {ratio >= 1.7}); start of 2 worker processes "
-          f"{start_s:.1f} s, without it {steady:.2f} x; this machine's ceiling for workers=2 (all {cores} cores "
-          f"less {med[2]['steal']:.0%} steal at {cpu_call_2 * 1e3:.1f} CPU ms a call, server included): "
-          f"{ceiling:.2f} x")
-    return {"fanout.workers.calls": calls, "fanout.workers.w1_calls_per_s": round(rate[1], 1),
-            "fanout.workers.w2_calls_per_s": round(rate[2], 1), "fanout.workers.ratio": round(ratio, 3),
-            "fanout.workers.start_s": round(start_s, 2), "fanout.workers.ratio_steady": round(steady, 3),
-            "fanout.workers.ceiling_ratio": round(ceiling, 3), "fanout.workers.steal": round(med[2]["steal"], 3),
-            **{f"fanout.workers.w{k}.cpu_ms_per_call.{f}": round(med[k][f] / calls * 1e3, 2)
+    cold, warm = rate["w2_cold"] / rate["w1"], rate["w2_warm"] / rate["w1"]
+    start_s = med["w2_cold"]["wall"] - med["w2_warm"]["wall"]
+    w = med["w2_warm"]
+    cpu_call = (w["own"] + w["workers"] + w["server"]) / calls
+    ceiling = cores * (1 - w["steal"]) / cpu_call / rate["w1"]
+    print(f"  workers (0 ms latency, {calls} calls, {cores} cores): workers=1 {rate['w1']:.1f} calls/s; workers=2 "
+          f"cold {rate['w2_cold']:.1f} calls/s = {cold:.2f} x, warm (spares) {rate['w2_warm']:.1f} calls/s = "
+          f"{warm:.2f} x (target >= 1.7: cold {cold >= 1.7}, warm {warm >= 1.7}); starting 2 workers costs "
+          f"{start_s:.1f} s; this machine's ceiling for workers=2 (all {cores} cores less {w['steal']:.0%} steal, "
+          f"{cpu_call * 1e3:.1f} CPU ms a call, server included): {ceiling:.2f} x")
+    return {"fanout.workers.calls": calls, "fanout.workers.w1_calls_per_s": round(rate["w1"], 1),
+            "fanout.workers.w2_cold_calls_per_s": round(rate["w2_cold"], 1),
+            "fanout.workers.w2_warm_calls_per_s": round(rate["w2_warm"], 1),
+            "fanout.workers.ratio": round(cold, 3), "fanout.workers.ratio_warm": round(warm, 3),
+            "fanout.workers.start_s": round(start_s, 2), "fanout.workers.ceiling_ratio": round(ceiling, 3),
+            "fanout.workers.steal": round(w["steal"], 3),
+            **{f"fanout.workers.{k}.cpu_ms_per_call.{f}": round(med[k][f] / calls * 1e3, 2)
                for k in med for f in ("own", "workers", "server")},
-            "fanout.target.workers_ge_1_7": ratio >= 1.7}
+            "fanout.target.workers_ge_1_7": cold >= 1.7, "fanout.target.workers_warm_ge_1_7": warm >= 1.7}
 
 
 def main(argv: list[str] | None = None) -> int:

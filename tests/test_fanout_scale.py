@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import threading
+import time
 
 import llmlab
 from llmlab import _loop
@@ -146,3 +147,69 @@ def test_a_cancelled_run_in_workers_still_records_every_planned_call(sandbox):
     assert len(rows) == 300 and rows["call_id"].is_unique
     assert (rows["status"] == "ok").sum() >= 4 and (rows["error_type"] == "cancelled").sum() > 0
     assert set(rows["status"]) <= {"ok", "error"}
+
+
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie, ended but not reaped, counts as ended)."""
+    from pathlib import Path
+
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state not in ("Z", "X")
+
+
+def test_a_run_in_workers_leaves_spares_that_the_next_run_takes_unless_the_environment_changed(sandbox, monkeypatch):
+    from llmlab.runner.workers import spare_pids
+
+    monkeypatch.delenv("LLMLAB_WORKER_SPARES", raising=False)
+    prompts = [f"Spare {i}?" for i in range(8)]
+    kw = dict(progress=False, cache=False, workers=2, timeout_s=30)
+    llmlab.run(prompts, ["sandbox/fast"], **kw)
+    spares = spare_pids()
+    assert len(spares) == 2 and all(_alive(p) for p in spares)
+
+    second = llmlab.run([p + " again" for p in prompts], ["sandbox/fast"], **kw)
+    assert second.stats.spare_workers == 2  # no new interpreter, no LiteLLM import: the spares ran it
+    assert len(second.results) == 8 and (second.results["status"] == "ok").all()
+    assert not set(spare_pids()) & set(spares) and len(spare_pids()) == 2  # used ones replaced by new spares
+
+    monkeypatch.setenv("LLMLAB_SPARE_TEST_MARKER", "a setting changed between runs")
+    before = spare_pids()
+    third = llmlab.run([p + " once more" for p in prompts], ["sandbox/fast"], **kw)
+    assert third.stats.spare_workers == 0  # started with the old environment: never used
+    assert len(third.results) == 8 and (third.results["status"] == "ok").all()
+    deadline = time.monotonic() + 30
+    while any(_alive(p) for p in before) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not any(_alive(p) for p in before), "the stale spares were stopped"
+
+    monkeypatch.setenv("LLMLAB_WORKER_SPARES", "0")
+    llmlab.run([p + " last" for p in prompts], ["sandbox/fast"], **kw)
+    assert spare_pids() == []
+
+
+def test_spare_workers_end_when_their_parent_process_ends(sandbox, tmp_path):
+    import json
+    import os
+    import subprocess
+    import sys
+
+    script = (
+        "import json, llmlab\n"
+        "from llmlab.runner.workers import spare_pids\n"
+        "llmlab.run(['Hi?', 'Ho?', 'Ha?', 'He?'], ['sandbox/fast'], progress=False, cache=False, workers=2,"
+        " timeout_s=30)\n"
+        "print(json.dumps(spare_pids()))\n"
+    )
+    env = {**os.environ, "LLMLAB_DB": str(tmp_path / "child.duckdb"), "LLMLAB_SANDBOX_API_BASE": sandbox.api_base}
+    env.pop("LLMLAB_WORKER_SPARES", None)
+    out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=240)
+    assert out.returncode == 0, out.stderr[-2000:]
+    pids = json.loads(out.stdout.strip().splitlines()[-1])
+    assert len(pids) == 2
+    deadline = time.monotonic() + 90  # a spare still importing LiteLLM finishes that first, then sees its stdin end
+    while any(_alive(p) for p in pids) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not any(_alive(p) for p in pids), "no worker process outlives the kernel that started it"

@@ -42,7 +42,8 @@ class RunStats:
 
     ``requests``: provider requests sent (the sum of the rows' ``attempts``); ``retries``: requests beyond the
     first of each call (fallback hops included); ``fallbacks``: rows answered (or failed) after at least one
-    fallback hop; ``queued_s``: total time calls waited for rate-limit budgets and Retry-After cool-downs.
+    fallback hop; ``queued_s``: total time calls waited for rate-limit budgets and Retry-After cool-downs;
+    ``spare_workers``: worker processes this run took ready-started (:mod:`llmlab.runner.workers`).
     """
 
     planned: int = 0
@@ -58,6 +59,8 @@ class RunStats:
     cancelled: bool = False
     requests: int = 0
     queued_s: float = 0.0
+    #: worker processes (``workers=K``) taken ready-started from the previous run's spares
+    spare_workers: int = 0
     #: final rows per planned model (a fallback's answer counts for the model that was planned)
     done_by_model: dict[str, int] = field(default_factory=dict)
     errors_by_model: dict[str, int] = field(default_factory=dict)

@@ -18,7 +18,17 @@ own event loop and LiteLLM for a share of the plan, and the parent keeps the one
 
 ``workers=None`` (the default) is automatic: one process, unless the plan has at least
 :data:`AUTO_MIN_CALLS` calls to make and the machine more than one core (then ``min(cores, 4)``): starting a
-worker costs an interpreter and LiteLLM's import (about 3 s), which only a large run earns back.
+worker costs an interpreter and LiteLLM's import (about 3 s on an idle core), which only a large run earns back.
+
+**Spare workers.** A worker imports LiteLLM (and what its first request needs) while its share of the plan is
+still arriving, so a new worker is ready as soon as it can be. After a run in K workers the parent starts K
+spares: processes that import LiteLLM at once and then wait for a share. The next run on the same event loop
+takes them instead of starting new ones (``RunStats.spare_workers`` counts them), so it pays no start. A spare
+is only used by a run whose worker environment (``os.environ``, ``PYTHONPATH`` included) and working directory
+are those it was started with (otherwise it is stopped and a new worker started: nothing a spare does can
+differ from a new worker's), and it ends by itself after :func:`spare_idle_s` seconds unused
+(``LLMLAB_WORKER_SPARE_IDLE_S``, default 300), or when the parent exits (its stdin closes).
+``LLMLAB_WORKER_SPARES=0`` turns spares off.
 """
 
 from __future__ import annotations
@@ -32,6 +42,7 @@ import pickle
 import struct
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +55,8 @@ __all__ = [
     "AUTO_MIN_CALLS",
     "execute_in_workers",
     "resolve_workers",
+    "spare_idle_s",
+    "spare_pids",
     "worker_options",
 ]
 
@@ -52,6 +65,35 @@ AUTO_MIN_CALLS = 20_000
 #: How long a cancelled run waits for its workers' last rows before it stops them, seconds.
 STOP_GRACE_S = 15.0
 _HEADER = struct.Struct("!I")
+#: A spare is handed a share only while it has at least this long left before it ends by itself, seconds.
+SPARE_MARGIN_S = 30.0
+
+
+def spare_idle_s() -> float:
+    """How long a spare worker waits for a share before it ends, seconds (``LLMLAB_WORKER_SPARE_IDLE_S``,
+    default 300; at least ``2 x SPARE_MARGIN_S``)."""
+    try:
+        value = float(os.environ.get("LLMLAB_WORKER_SPARE_IDLE_S", "300"))
+    except ValueError:
+        value = 300.0
+    return max(2 * SPARE_MARGIN_S, value)
+
+
+@dataclasses.dataclass
+class _Spare:
+    proc: asyncio.subprocess.Process
+    loop: asyncio.AbstractEventLoop
+    env: dict[str, str]
+    cwd: str
+    started_s: float
+
+
+_spares: list[_Spare] = []  # touched only from event-loop threads, each for its own loop's spares
+
+
+def spare_pids() -> list[int]:
+    """The process ids of the spare workers waiting for a share (see the module docstring)."""
+    return [s.proc.pid for s in _spares if s.proc.returncode is None]
 
 
 def resolve_workers(options: RunOptions, calls_to_make: int, *, on_delta: Any = None, completion: Any = None) -> int:
@@ -123,6 +165,9 @@ async def execute_in_workers(fan: Any, k: int) -> Any:
                     proc.kill()
                 with contextlib.suppress(Exception):
                     await asyncio.shield(proc.wait())
+        if not fan.stats.cancelled:
+            with contextlib.suppress(Exception):  # an optional speed-up for the next run only
+                await asyncio.shield(_replenish(len(procs)))
         why = "; ".join(lost)[:1500]
         for call in list(waiting.values()):
             if fan.stats.cancelled:
@@ -135,17 +180,68 @@ async def execute_in_workers(fan: Any, k: int) -> Any:
     return fan.stats
 
 
+def _worker_env() -> dict[str, str]:
+    env = dict(os.environ)
+    root = str(Path(__file__).resolve().parents[2])  # the same llmlab as the parent's
+    env["PYTHONPATH"] = os.pathsep.join([root, *filter(None, [env.get("PYTHONPATH")])])
+    return env
+
+
+async def _spawn(env: dict[str, str]) -> asyncio.subprocess.Process:
+    return await asyncio.create_subprocess_exec(sys.executable, "-m", "llmlab.runner.workers", env=env,
+                                                stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE)
+
+
+def _stop_spare(spare: _Spare) -> None:
+    # a kill, not closing its stdin: the spare may belong to another loop, whose transports are not ours to touch
+    with contextlib.suppress(ProcessLookupError, OSError):
+        os.kill(spare.proc.pid, 9)
+
+
+def _take_spare(env: dict[str, str]) -> asyncio.subprocess.Process | None:
+    """A spare started on this loop with this environment and working directory, with time left; the others
+    that cannot serve this loop's runs any more are stopped."""
+    loop, cwd, now = asyncio.get_running_loop(), os.getcwd(), time.monotonic()
+    for spare in [s for s in _spares if s.loop is loop]:
+        _spares.remove(spare)
+        if (spare.proc.returncode is None and spare.env == env and spare.cwd == cwd
+                and now - spare.started_s < spare_idle_s() - SPARE_MARGIN_S):
+            return spare.proc
+        _stop_spare(spare)
+    return None
+
+
+async def _replenish(k: int) -> None:
+    """Start spares until this loop has ``k`` for the current environment (none with LLMLAB_WORKER_SPARES=0)."""
+    if os.environ.get("LLMLAB_WORKER_SPARES", "1").strip() == "0":
+        return
+    loop, env, cwd = asyncio.get_running_loop(), _worker_env(), os.getcwd()
+    for spare in [s for s in _spares if s.loop is loop and (s.env != env or s.cwd != cwd)]:
+        _spares.remove(spare)
+        _stop_spare(spare)
+    while sum(1 for s in _spares if s.loop is loop and s.proc.returncode is None) < k:
+        _spares.append(_Spare(await _spawn(env), loop, env, cwd, time.monotonic()))
+
+
 async def _start(fan: Any, share: list[Any], options: RunOptions) -> asyncio.subprocess.Process:
     plan = dataclasses.replace(fan.plan, calls=share, cached={}, options=options, store=None, completion=None,
                                prompt_set=None)
     payload = pickle.dumps({"plan": plan, "run_id": fan.run_id}, protocol=pickle.HIGHEST_PROTOCOL)
-    env = dict(os.environ)
-    root = str(Path(__file__).resolve().parents[2])  # the same llmlab as the parent's
-    env["PYTHONPATH"] = os.pathsep.join([root, *filter(None, [env.get("PYTHONPATH")])])
-    proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "llmlab.runner.workers", env=env,
-                                                stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE)
+    message = _HEADER.pack(len(payload)) + payload
+    env = _worker_env()
+    proc = _take_spare(env)
+    if proc is not None:
+        try:
+            proc.stdin.write(message)  # type: ignore[union-attr]
+            await proc.stdin.drain()  # type: ignore[union-attr]
+            fan.stats.spare_workers += 1
+            return proc
+        except (BrokenPipeError, ConnectionResetError):  # it ended in the meantime: start a new one
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+    proc = await _spawn(env)
     assert proc.stdin is not None
-    proc.stdin.write(_HEADER.pack(len(payload)) + payload)
+    proc.stdin.write(message)
     await proc.stdin.drain()
     return proc
 
@@ -199,7 +295,7 @@ async def _work(payload: dict[str, Any], send: Any) -> None:
     from llmlab.runner.fanout import _Fanout
     from llmlab.runner.wire import warm_up
 
-    await asyncio.to_thread(warm_up)
+    await asyncio.to_thread(warm_up)  # done already in main() unless it failed there
     fan = _Fanout(payload["plan"], payload["run_id"], None)  # type: ignore[arg-type]
     fan.writer = _PipeWriter(send, min(0.2, fan.opts.flush_interval_s))  # type: ignore[assignment]
     task = asyncio.ensure_future(fan.execute())
@@ -232,8 +328,26 @@ def main() -> int:
             out.flush()
 
     stdin = sys.stdin.buffer
-    size = _HEADER.unpack(stdin.read(_HEADER.size))[0]
-    payload = pickle.loads(stdin.read(size))
+    message: dict[str, bytes] = {}
+    arrived = threading.Event()
+
+    def read_share() -> None:  # bytes only: unpickling imports modules, which stays on the main thread
+        try:
+            head = stdin.read(_HEADER.size)
+            if len(head) == _HEADER.size:
+                message["payload"] = stdin.read(_HEADER.unpack(head)[0])
+        finally:
+            arrived.set()
+
+    threading.Thread(target=read_share, daemon=True).start()
+    with contextlib.suppress(Exception):  # LiteLLM imported while the share arrives (a spare: before it does)
+        from llmlab.runner import fanout  # noqa: F401
+        from llmlab.runner.wire import warm_up
+
+        warm_up()
+    if not arrived.wait(spare_idle_s()) or "payload" not in message:
+        return 0  # a spare nobody took, or the parent ended
+    payload = pickle.loads(message["payload"])
     try:
         from llmlab import _loop
 
