@@ -178,8 +178,12 @@ _OPTION_FLAGS = {"temperature": "--temperature", "max_tokens": "--max-tokens", "
 def _cmd_run(args: argparse.Namespace, store) -> int:  # noqa: ANN001
     from llmlab.models import SANDBOX_PREFIX, default_models, expand
     from llmlab.prompts import load_prompts
+    import os
+
     from llmlab.runner import check_budget, options_from, plan, run
 
+    # one run, then the process ends: spare worker processes (llmlab.runner.workers) would have no next run
+    os.environ.setdefault("LLMLAB_WORKER_SPARES", "0")
     models = expand(args.models) if args.models else default_models()
     fallbacks = {}
     for spec in args.fallback:
@@ -188,8 +192,6 @@ def _cmd_run(args: argparse.Namespace, store) -> int:  # noqa: ANN001
         k, v = spec.split("=", 1)
         fallbacks[k.strip()] = expand(v)
     if any(m.startswith(SANDBOX_PREFIX) for m in [*models, *sum(fallbacks.values(), [])]):
-        import os
-
         if not os.environ.get("LLMLAB_SANDBOX_API_BASE"):
             from llmlab.sandbox import ensure_sandbox
 
