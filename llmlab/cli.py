@@ -176,10 +176,10 @@ _OPTION_FLAGS = {"temperature": "--temperature", "max_tokens": "--max-tokens", "
 
 
 def _cmd_run(args: argparse.Namespace, store) -> int:  # noqa: ANN001
-    from llmlab.models import SANDBOX_PREFIX, default_models, expand
-    from llmlab.prompts import load_prompts
     import os
 
+    from llmlab.models import SANDBOX_PREFIX, default_models, expand
+    from llmlab.prompts import load_prompts
     from llmlab.runner import check_budget, options_from, plan, run
 
     # one run, then the process ends: spare worker processes (llmlab.runner.workers) would have no next run
