@@ -279,6 +279,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--concurrency", type=int, default=64)
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--workers-calls", type=int, default=2000, help="0: skip the workers measurement")
+    ap.add_argument("--workers-only", action="store_true", help="only the workers measurement")
     ap.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.serve:  # the workers measurement's server process
@@ -317,6 +318,12 @@ def main(argv: list[str] | None = None) -> int:
         return lambda: llmlab.run(prompts, models, progress=False, cache=False, concurrency=args.concurrency,
                                   max_tokens=32, stream=stream, timeout_s=60)
 
+    if args.workers_only:
+        stop()
+        _close(loop)
+        out = _workers(args, llmlab, models)
+        print(json.dumps(out, sort_keys=True))
+        return 0
     configs = {"baseline": lambda r: baseline(False, r), "baseline_stream": lambda r: baseline(True, r),
                "default": lambda r: llm(True, r), "no_stream": lambda r: llm(False, r)}
     # warm both paths once (imports, clients) outside the measurement
