@@ -39,6 +39,7 @@ import dataclasses
 import logging
 import os
 import pickle
+import signal
 import struct
 import sys
 import threading
@@ -195,7 +196,7 @@ async def _spawn(env: dict[str, str]) -> asyncio.subprocess.Process:
 def _stop_spare(spare: _Spare) -> None:
     # a kill, not closing its stdin: the spare may belong to another loop, whose transports are not ours to touch
     with contextlib.suppress(ProcessLookupError, OSError):
-        os.kill(spare.proc.pid, 9)
+        os.kill(spare.proc.pid, signal.SIGKILL)
 
 
 def _take_spare(env: dict[str, str]) -> asyncio.subprocess.Process | None:
@@ -314,7 +315,6 @@ async def _work(payload: dict[str, Any], send: Any) -> None:
 
 def main() -> int:
     """The worker process: read the share of the plan from stdin, send rows on stdout."""
-    import signal
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the parent, which stops us through stdin
     out = os.fdopen(os.dup(1), "wb")
