@@ -130,6 +130,112 @@ def test_workers_divide_the_limits():
     assert all(s.rate_limits == {"a": {"rpm": 30.0}} and s.budget_usd == 0.5 for s in shares)
 
 
+def test_workers_are_handed_the_plan_in_chunks_that_shrink_towards_the_end_and_cover_it_once():
+    from llmlab.runner.workers import Dispatch
+
+    calls = list(range(1000))
+    dispatch = Dispatch(calls, 2)
+    first = [dispatch.first(32, i) for i in range(2)]
+    assert [len(c) for c in first] == [64, 64]  # twice the worker's concurrency to start with
+    chunks = []
+    while dispatch.left:
+        chunks.append(dispatch.more(32))
+    sizes = [len(c) for c in chunks]
+    assert max(sizes) == 32 and sizes == sorted(sizes, reverse=True) and sizes[-1] == 1
+    assert dispatch.more(32) == []  # nothing left: the worker's signal to finish
+    handed = [c for chunk in first + chunks for c in chunk]
+    assert handed == calls  # in plan order, each call exactly once
+
+    small = Dispatch(list(range(24)), 2)
+    assert [len(small.first(32, i)) for i in range(2)] == [12, 12]  # a small plan is split evenly at once
+    assert small.left == 0
+
+
+def test_a_workers_feed_asks_once_when_few_calls_are_left_and_ends_on_an_empty_chunk():
+    import collections
+
+    from llmlab.runner.workers import Feed
+
+    async def scenario() -> list:
+        asks = []
+        feed = Feed(lambda: asks.append(1), low_water=2)
+        pending = collections.deque([1, 2, 3])
+        feed.attach(pending)
+        pending.popleft()
+        feed.taken()
+        assert asks == []  # 2 left: enough
+        pending.popleft()
+        feed.taken()
+        feed.taken()
+        assert asks == [1]  # 1 left: one request, not one per call taken
+        pending.popleft()
+        waiter = asyncio.ensure_future(feed.wait())
+        await asyncio.sleep(0)
+        assert not waiter.done()
+        feed.add([4, 5])
+        assert await waiter and list(pending) == [4, 5]
+        pending.clear()
+        waiter = asyncio.ensure_future(feed.wait())
+        await asyncio.sleep(0)
+        assert asks == [1, 1]  # an empty queue asks again
+        feed.add([])
+        assert await waiter is False and feed.ended
+        return asks
+
+    assert asyncio.run(scenario()) == [1, 1]
+
+
+def _worker_children() -> list[int]:
+    """The live worker processes this process started, spares excluded."""
+    import os
+    from pathlib import Path
+
+    from llmlab.runner.workers import spare_pids
+
+    mine, spares = os.getpid(), set(spare_pids())
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            cmd = (stat.parent / "cmdline").read_bytes()
+        except OSError:
+            continue
+        pid = int(stat.parent.name)
+        if int(fields[1]) == mine and b"llmlab.runner.workers" in cmd and pid not in spares and _alive(pid):
+            found.append(pid)
+    return found
+
+
+def test_a_stalled_worker_holds_back_only_its_chunk_the_other_worker_does_the_rest(sandbox):
+    import os
+    import signal
+
+    from llmlab.runner import prepare, start
+
+    n = 240
+    the_plan = prepare([f"Count {i}." for i in range(n)], ["sandbox/fast"], cache=False, workers=2, concurrency=4,
+                       timeout_s=60)
+    handle = start(the_plan, on_result=lambda row: None)
+    deadline = time.monotonic() + 120
+    while (handle.stats is None or handle.stats.done < 4) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    workers = _worker_children()
+    assert len(workers) == 2
+    os.kill(workers[0], signal.SIGSTOP)
+    try:
+        # each worker has concurrency 2: it holds at most 2 in flight, 2 x 2 unstarted (its first chunk) and one
+        # more chunk of at most 2; the running worker takes everything else
+        deadline = time.monotonic() + 120
+        while handle.stats.done < n - 8 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        done_while_stalled = handle.stats.done
+    finally:
+        os.kill(workers[0], signal.SIGCONT)
+    res = handle.result(120)
+    assert done_while_stalled >= n - 8, f"only {done_while_stalled} of {n} calls done while one worker was stalled"
+    assert len(res.results) == n and res.results["call_id"].is_unique and (res.results["status"] == "ok").all()
+
+
 def test_a_cancelled_run_in_workers_still_records_every_planned_call(sandbox):
     import time
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import dataclasses
 import json
@@ -128,6 +129,7 @@ class _Fanout:
         self.secrets = secrets_in_environment()
         self._custom_pricing: dict[str, dict[str, float]] = {}
         self._row_template: dict[str, Any] | None = None
+        self.feed: Any = None  # a worker process's source of more calls (workers.Feed), or None
 
     def _sem(self, model: str) -> Any:
         """The model's opt-in concurrency cap (a semaphore), or a no-op when it has none."""
@@ -472,17 +474,29 @@ class _Fanout:
         """Issue every planned call with a bounded pool of workers (``concurrency`` of them: no per-call task, so
         the cost per call does not grow with the run), record each as one final row, and close the writer.
 
+        In a worker process (``workers=K``) ``self.feed`` is the source of more calls than the plan's first
+        chunk (:class:`llmlab.runner.workers.Feed`); otherwise the plan's calls are all there is.
+
         A cancellation records the calls in flight and those never started as ``cancelled`` rows; an unexpected
         error in llmlab itself cancels the rest the same way and is raised after the writer flushed."""
         self.writer.start()
         keep_anyio_root()
-        pending = iter(self.plan.calls)
+        pending = collections.deque(self.plan.calls)  # one shared queue: each call is taken exactly once
+        feed = self.feed
+        if feed is not None:
+            feed.attach(pending)
 
         async def worker() -> None:
-            for call in pending:  # one shared iterator: each call is taken exactly once
-                await self._one(call)
+            while True:
+                while pending:
+                    call = pending.popleft()
+                    if feed is not None:
+                        feed.taken()
+                    await self._one(call)
+                if feed is None or not await feed.wait():
+                    return
 
-        n_workers = max(1, min(self.opts.concurrency, len(self.plan.calls)))
+        n_workers = max(1, self.opts.concurrency if feed is not None else min(self.opts.concurrency, len(pending)))
         try:
             async with asyncio.TaskGroup() as tg:
                 for _ in range(n_workers):
@@ -493,7 +507,8 @@ class _Fanout:
         except BaseExceptionGroup as group:
             raise group.exceptions[0] from None
         finally:
-            for call in pending:  # never started (cancelled, or a sibling failed)
+            while pending:  # never started (cancelled, or a sibling failed)
+                call = pending.popleft()
                 self._finish(call, self._cancelled_row(call))
             await asyncio.shield(self.writer.close())
         return self.stats

@@ -1,9 +1,12 @@
 """The fan-out over several processes (``workers=K``): when one core is the limit, each worker process runs its
 own event loop and LiteLLM for a share of the plan, and the parent keeps the one store writer and the cache.
 
-- The parent serves the cache hits itself, splits the remaining calls by index (call ``i`` goes to worker
-  ``i % K``) and starts K ``python -m llmlab.runner.workers`` processes (a fresh interpreter each, not
-  ``multiprocessing``: nothing of the user's ``__main__`` script or notebook is re-run in them).
+- The parent serves the cache hits itself and starts K ``python -m llmlab.runner.workers`` processes (a fresh
+  interpreter each, not ``multiprocessing``: nothing of the user's ``__main__`` script or notebook is re-run in
+  them). It hands the remaining calls out in plan order, a chunk at a time, to the worker that asks
+  (:class:`Dispatch`): each starts with up to twice its concurrency and asks for more when fewer than half its
+  concurrency are left unstarted (:class:`Feed`); chunks shrink towards the end of the plan, so a worker that is
+  slower (a busier core, slower models) does fewer calls and no worker idles while another still has a queue.
 - Each worker runs the ordinary fan-out (:class:`~llmlab.runner.fanout._Fanout`: retries, fallbacks, timeouts,
   the wire accounting) and sends every finished row, scores made, back over its stdout pipe (length-prefixed
   pickles); the parent writes, counts and reports them (``on_result``) exactly as a one-process run does.
@@ -54,6 +57,8 @@ log = logging.getLogger(__name__)
 
 __all__ = [
     "AUTO_MIN_CALLS",
+    "Dispatch",
+    "Feed",
     "execute_in_workers",
     "resolve_workers",
     "spare_idle_s",
@@ -113,6 +118,76 @@ def _share(n: int, k: int, i: int) -> int:
     return n // k + (1 if i < n % k else 0)
 
 
+class Dispatch:
+    """The parent's side of the hand-out: the calls not sent to a worker yet, given out in plan order.
+
+    ``first(concurrency, i)``: worker ``i``'s first chunk, up to ``2 x concurrency`` calls and at most its even
+    share of the plan (a small plan is split evenly at once). ``more(concurrency)``: a later chunk, at most
+    ``concurrency`` calls and at most ``1 / (2K)`` of those left (so chunks shrink towards the end), at least one;
+    an empty list once every call was handed out. ``left``: the calls not handed out."""
+
+    def __init__(self, calls: list[Any], k: int) -> None:
+        self.calls, self.k, self.next = calls, k, 0
+
+    @property
+    def left(self) -> int:
+        return len(self.calls) - self.next
+
+    def _take(self, n: int) -> list[Any]:
+        chunk = self.calls[self.next:self.next + max(0, n)]
+        self.next += len(chunk)
+        return chunk
+
+    def first(self, concurrency: int, i: int) -> list[Any]:
+        return self._take(min(2 * concurrency, _share(len(self.calls), self.k, i)))
+
+    def more(self, concurrency: int) -> list[Any]:
+        return self._take(max(1, min(concurrency, -(-self.left // (2 * self.k)))))
+
+
+class Feed:
+    """A worker process's source of calls beyond its first chunk (``_Fanout.feed``): when fewer than
+    ``low_water`` calls are left unstarted it asks the parent (``ask()``, once until the answer arrives), and
+    :meth:`add` puts the parent's answer in the queue (an empty chunk: the parent has no more)."""
+
+    def __init__(self, ask: Any, low_water: int) -> None:
+        self.ask, self.low_water = ask, max(1, low_water)
+        self.pending: Any = None
+        self.asked = self.ended = False
+        self._arrived = asyncio.Event()
+
+    def attach(self, pending: Any) -> None:
+        """The fan-out's queue of unstarted calls (a deque), which :meth:`add` extends."""
+        self.pending = pending
+
+    def taken(self) -> None:
+        """A call was taken from the queue: ask for more if few are left."""
+        if len(self.pending) < self.low_water:
+            self._ask()
+
+    def _ask(self) -> None:
+        if not (self.asked or self.ended):
+            self.asked = True
+            self.ask()
+
+    def add(self, calls: list[Any]) -> None:
+        """The parent's answer (on the event loop's thread)."""
+        self.asked = False
+        if calls:
+            self.pending.extend(calls)
+        else:
+            self.ended = True
+        self._arrived.set()
+
+    async def wait(self) -> bool:
+        """Wait until the queue has a call (True) or the parent has no more (False)."""
+        while not self.pending and not self.ended:
+            self._ask()
+            self._arrived.clear()
+            await self._arrived.wait()
+        return bool(self.pending)
+
+
 def worker_options(options: RunOptions, k: int, i: int) -> RunOptions:
     """Worker ``i`` of ``k``'s options: concurrency, per-model caps, rate limits and budget divided by ``k``."""
     pmc = options.per_model_concurrency
@@ -142,12 +217,16 @@ async def execute_in_workers(fan: Any, k: int) -> Any:
     waiting = {c.call_id: c for c in todo}  # the calls whose row has not arrived yet
     procs: list[asyncio.subprocess.Process] = []
     lost: list[str] = []
+    dispatch = Dispatch(todo, k)
+    senders = []
     try:
         for i in range(k):
-            share = todo[i::k]
-            if share:
-                procs.append(await _start(fan, share, worker_options(fan.opts, k, i)))
-        pumps = [asyncio.ensure_future(_pump(fan, proc, waiting, lost)) for proc in procs]
+            options = worker_options(fan.opts, k, i)
+            chunk = dispatch.first(options.concurrency, i)
+            if chunk:
+                procs.append(proc := await _start(fan, chunk, options))
+                senders.append(_sender(proc, dispatch, options.concurrency))
+        pumps = [asyncio.ensure_future(_pump(fan, proc, waiting, lost, more)) for proc, more in zip(procs, senders)]
         try:
             await asyncio.gather(*pumps)
         except asyncio.CancelledError:
@@ -247,8 +326,23 @@ async def _start(fan: Any, share: list[Any], options: RunOptions) -> asyncio.sub
     return proc
 
 
-async def _pump(fan: Any, proc: asyncio.subprocess.Process, waiting: dict[str, Any], lost: list[str]) -> None:
-    """Receive one worker's rows until it ends."""
+def _sender(proc: asyncio.subprocess.Process, dispatch: Dispatch, concurrency: int) -> Any:
+    """What answers the worker's ``more``: its next chunk (``[]``: no more), written to its stdin."""
+
+    def more() -> None:
+        stdin = proc.stdin
+        if stdin is None or stdin.is_closing():  # stopped (cancelled): it needs nothing more
+            return
+        payload = pickle.dumps(dispatch.more(concurrency) if dispatch.left else [], protocol=pickle.HIGHEST_PROTOCOL)
+        with contextlib.suppress(Exception):  # it ended: its pump records what it did not send
+            stdin.write(_HEADER.pack(len(payload)) + payload)
+
+    return more
+
+
+async def _pump(fan: Any, proc: asyncio.subprocess.Process, waiting: dict[str, Any], lost: list[str],
+                more: Any) -> None:
+    """Receive one worker's rows until it ends; answer its requests for more calls with ``more()``."""
     assert proc.stdout is not None
     while True:
         try:
@@ -263,6 +357,8 @@ async def _pump(fan: Any, proc: asyncio.subprocess.Process, waiting: dict[str, A
             for row, scores in body:
                 if waiting.pop(row["call_id"], None) is not None:  # exactly one row per planned call
                     fan.record(row, scores)
+        elif kind == "more":
+            more()
         elif kind == "done":
             fan.stats.queued_s += body.get("queued_s", 0.0)
         elif kind == "error":
@@ -299,15 +395,21 @@ async def _work(payload: dict[str, Any], send: Any) -> None:
     await asyncio.to_thread(warm_up)  # done already in main() unless it failed there
     fan = _Fanout(payload["plan"], payload["run_id"], None)  # type: ignore[arg-type]
     fan.writer = _PipeWriter(send, min(0.2, fan.opts.flush_interval_s))  # type: ignore[assignment]
-    task = asyncio.ensure_future(fan.execute())
     loop = asyncio.get_running_loop()
+    # asked off the loop's thread: the pipe is shared with the row batches, whose writes may wait on the parent
+    fan.feed = Feed(lambda: loop.run_in_executor(None, send, "more", None), fan.opts.concurrency // 2)
+    task = asyncio.ensure_future(fan.execute())
 
-    def watch_stdin() -> None:  # the parent closes our stdin to stop the run
+    def read_parent() -> None:  # more calls, then the parent closes our stdin: the end, or the stop signal
+        stdin = sys.stdin.buffer
         with contextlib.suppress(Exception):
-            sys.stdin.buffer.read()
-        loop.call_soon_threadsafe(task.cancel)
+            while len(head := stdin.read(_HEADER.size)) == _HEADER.size:
+                data = stdin.read(_HEADER.unpack(head)[0])
+                loop.call_soon_threadsafe(lambda data=data: fan.feed.add(pickle.loads(data)))
+        with contextlib.suppress(RuntimeError):  # the loop is closed: the run ended before the stop
+            loop.call_soon_threadsafe(task.cancel)
 
-    threading.Thread(target=watch_stdin, daemon=True).start()
+    threading.Thread(target=read_parent, daemon=True).start()
     with contextlib.suppress(asyncio.CancelledError):
         await task
     send("done", {"queued_s": fan.stats.queued_s})
