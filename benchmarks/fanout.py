@@ -216,8 +216,9 @@ def _workers(args: argparse.Namespace, llmlab, models: list[str]) -> dict[str, f
             else:
                 os.environ["LLMLAB_WORKER_SPARES"] = "0"
             s0, ch0, (all0, st0) = _proc_cpu_s(server.pid), _children_cpu_s(), _cpu_ticks()
-            # the spares' start-up CPU so far: reaped during this run (taken or stopped), not this run's work
-            spent = sum(_proc_cpu_s(pid) for pid in spare_pids())
+            # the spares' start-up CPU so far; what of it is reaped during this run (taken or stopped) is not
+            # this run's work
+            before = {pid: _proc_cpu_s(pid) for pid in spare_pids()}
             box: dict = {}
 
             def go() -> None:
@@ -226,6 +227,7 @@ def _workers(args: argparse.Namespace, llmlab, models: list[str]) -> dict[str, f
 
             wall, own = _measure(go)
             (all1, st1) = _cpu_ticks()
+            spent = sum(cpu for pid, cpu in before.items() if not os.path.exists(f"/proc/{pid}"))
             os.environ.pop("LLMLAB_WORKER_SPARES", None)
             return {"wall": wall, "own": own, "workers": _children_cpu_s() - ch0 - spent,
                     "server": _proc_cpu_s(server.pid) - s0, "steal": (st1 - st0) / max(1, all1 - all0),
