@@ -184,6 +184,15 @@ def test_a_workers_feed_asks_once_when_few_calls_are_left_and_ends_on_an_empty_c
 
     assert asyncio.run(scenario()) == [1, 1]
 
+    async def budget_spent() -> None:  # a worker whose budget share is spent asks for nothing more
+        asks = []
+        feed = Feed(lambda: asks.append(1), low_water=2, budget_spent=lambda: True)
+        feed.attach(collections.deque())
+        assert await feed.wait() is False
+        assert asks == [] and feed.budget_stopped
+
+    asyncio.run(budget_spent())
+
 
 def _worker_children() -> list[int]:
     """The live worker processes this process started, spares excluded."""
@@ -234,6 +243,27 @@ def test_a_stalled_worker_holds_back_only_its_chunk_the_other_worker_does_the_re
     res = handle.result(120)
     assert done_while_stalled >= n - 8, f"only {done_while_stalled} of {n} calls done while one worker was stalled"
     assert len(res.results) == n and res.results["call_id"].is_unique and (res.results["status"] == "ok").all()
+
+
+def test_a_budget_in_workers_is_spent_in_full_and_the_calls_it_does_not_cover_are_recorded(sandbox):
+    one = llmlab.run(["Say 0."], ["sandbox/fast"], progress=False, cache=False)
+    per_call_usd = float(one.results["cost_usd"].iloc[0])
+    assert per_call_usd > 0
+    budget = 10 * per_call_usd
+    from llmlab.runner import prepare, start
+
+    the_plan = prepare([f"Say {i}." for i in range(1, 61)], ["sandbox/fast"], cache=False, workers=2, concurrency=2,
+                       timeout_s=30)
+    # the run-time budget, which holds when the plan's estimate was too low: set below what the calls cost
+    the_plan.options = the_plan.options.model_copy(update={"budget_usd": budget})
+    rows = start(the_plan, on_result=lambda row: None).result(120).results
+    assert len(rows) == 60 and rows["call_id"].is_unique
+    ok, stopped = rows[rows["status"] == "ok"], rows[rows["status"] != "ok"]
+    assert set(stopped["error_type"]) == {"BudgetExceeded"} and len(stopped) >= 40
+    spent = float(ok["cost_usd"].sum())
+    # each worker spends its half before it stops (one call in flight each may overshoot); a worker that ran out
+    # does not take the other's calls and skip them
+    assert 0.9 * budget <= spent <= budget + 3 * per_call_usd, (spent, budget)
 
 
 def test_a_cancelled_run_in_workers_still_records_every_planned_call(sandbox):

@@ -57,7 +57,8 @@ class RunOptions(BaseModel):
     - ``workers``: processes for the fan-out (default None: automatic, one process below 20,000 calls to make;
       see :mod:`llmlab.runner.workers`). ``workers=K`` runs K worker processes, each with its own event loop
       and a K-th of ``concurrency``, ``per_model_concurrency``, ``rate_limits`` and ``budget_usd``; the parent
-      keeps the store writer and the cache, and every planned call is still exactly one row. Not with
+      keeps the store writer and the cache, and every planned call is still exactly one row. The calls are
+      handed out in chunks to the worker that asks, so a slower worker does fewer of them. Not with
       ``on_delta`` (live text stays in one process). A run in workers leaves as many spare workers (LiteLLM
       imported, waiting) for the next run in the same environment, which then starts at once; they end after
       300 s unused (``LLMLAB_WORKER_SPARE_IDLE_S``) or with the process; ``LLMLAB_WORKER_SPARES=0`` turns that off.

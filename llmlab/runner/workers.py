@@ -12,7 +12,9 @@ own event loop and LiteLLM for a share of the plan, and the parent keeps the one
   pickles); the parent writes, counts and reports them (``on_result``) exactly as a one-process run does.
 - Limits are divided among the workers: worker ``i`` gets ``concurrency // K`` calls in flight (the remainder
   to the first ones), each model's ``per_model_concurrency`` cap and ``rate_limits`` (RPM, TPM) divided by K
-  (a cap at least 1), and ``budget_usd / K`` of the budget. ``on_delta`` (live streamed text) is not available
+  (a cap at least 1), and ``budget_usd / K`` of the budget: a worker whose share is spent asks for no more
+  calls, so the rest go to the workers with budget left, and the calls no worker took are recorded as
+  ``BudgetExceeded``. ``on_delta`` (live streamed text) is not available
   across processes: a run with ``on_delta`` stays in one process.
 - Every planned call ends as exactly one row: a cancellation (Ctrl-C, ``cancel()``) closes the workers' stdin,
   each worker cancels its fan-out, which records its in-flight calls and those never started as ``cancelled``
@@ -144,16 +146,23 @@ class Dispatch:
     def more(self, concurrency: int) -> list[Any]:
         return self._take(max(1, min(concurrency, -(-self.left // (2 * self.k)))))
 
+    def rest(self) -> list[Any]:
+        """The calls never handed out (all of them taken from here)."""
+        return self._take(self.left)
+
 
 class Feed:
     """A worker process's source of calls beyond its first chunk (``_Fanout.feed``): when fewer than
     ``low_water`` calls are left unstarted it asks the parent (``ask()``, once until the answer arrives), and
-    :meth:`add` puts the parent's answer in the queue (an empty chunk: the parent has no more)."""
+    :meth:`add` puts the parent's answer in the queue (an empty chunk: the parent has no more). Once
+    ``budget_spent()`` is true (the worker's share of ``budget_usd``) it asks for nothing more, so the calls left
+    go to the workers with budget left; ``budget_stopped`` says it stopped for that reason."""
 
-    def __init__(self, ask: Any, low_water: int) -> None:
+    def __init__(self, ask: Any, low_water: int, budget_spent: Any = None) -> None:
         self.ask, self.low_water = ask, max(1, low_water)
+        self.budget_spent = budget_spent or (lambda: False)
         self.pending: Any = None
-        self.asked = self.ended = False
+        self.asked = self.ended = self.budget_stopped = False
         self._arrived = asyncio.Event()
 
     def attach(self, pending: Any) -> None:
@@ -166,9 +175,14 @@ class Feed:
             self._ask()
 
     def _ask(self) -> None:
-        if not (self.asked or self.ended):
-            self.asked = True
-            self.ask()
+        if self.asked or self.ended:
+            return
+        if self.budget_spent():
+            self.ended = self.budget_stopped = True
+            self._arrived.set()
+            return
+        self.asked = True
+        self.ask()
 
     def add(self, calls: list[Any]) -> None:
         """The parent's answer (on the event loop's thread)."""
@@ -182,9 +196,10 @@ class Feed:
     async def wait(self) -> bool:
         """Wait until the queue has a call (True) or the parent has no more (False)."""
         while not self.pending and not self.ended:
-            self._ask()
             self._arrived.clear()
-            await self._arrived.wait()
+            self._ask()  # may end the feed (the budget is spent) at once
+            if not self.ended:
+                await self._arrived.wait()
         return bool(self.pending)
 
 
@@ -217,6 +232,7 @@ async def execute_in_workers(fan: Any, k: int) -> Any:
     waiting = {c.call_id: c for c in todo}  # the calls whose row has not arrived yet
     procs: list[asyncio.subprocess.Process] = []
     lost: list[str] = []
+    budget_stopped: list[int] = []  # the workers that stopped asking for calls because their budget was spent
     dispatch = Dispatch(todo, k)
     senders = []
     try:
@@ -226,7 +242,8 @@ async def execute_in_workers(fan: Any, k: int) -> Any:
             if chunk:
                 procs.append(proc := await _start(fan, chunk, options))
                 senders.append(_sender(proc, dispatch, options.concurrency))
-        pumps = [asyncio.ensure_future(_pump(fan, proc, waiting, lost, more)) for proc, more in zip(procs, senders)]
+        pumps = [asyncio.ensure_future(_pump(fan, proc, waiting, lost, more, budget_stopped))
+                 for proc, more in zip(procs, senders)]
         try:
             await asyncio.gather(*pumps)
         except asyncio.CancelledError:
@@ -248,6 +265,11 @@ async def execute_in_workers(fan: Any, k: int) -> Any:
         if not fan.stats.cancelled:
             with contextlib.suppress(Exception):  # an optional speed-up for the next run only
                 await asyncio.shield(_replenish(len(procs)))
+        if not fan.stats.cancelled and dispatch.left and procs and len(budget_stopped) == len(procs):
+            spent = f"budget of ${fan.opts.budget_usd:.4f} spent by the {len(procs)} worker processes; call not issued"
+            for call in dispatch.rest():
+                waiting.pop(call.call_id, None)
+                fan._finish(call, fan._cancelled_row(call, spent, error_type="BudgetExceeded"))
         why = "; ".join(lost)[:1500]
         for call in list(waiting.values()):
             if fan.stats.cancelled:
@@ -341,7 +363,7 @@ def _sender(proc: asyncio.subprocess.Process, dispatch: Dispatch, concurrency: i
 
 
 async def _pump(fan: Any, proc: asyncio.subprocess.Process, waiting: dict[str, Any], lost: list[str],
-                more: Any) -> None:
+                more: Any, budget_stopped: list[int]) -> None:
     """Receive one worker's rows until it ends; answer its requests for more calls with ``more()``."""
     assert proc.stdout is not None
     while True:
@@ -361,6 +383,8 @@ async def _pump(fan: Any, proc: asyncio.subprocess.Process, waiting: dict[str, A
             more()
         elif kind == "done":
             fan.stats.queued_s += body.get("queued_s", 0.0)
+            if body.get("budget_stopped"):
+                budget_stopped.append(proc.pid)
         elif kind == "error":
             lost.append(body)
             log.error("llmlab: a worker process failed: %s", body)
@@ -397,7 +421,9 @@ async def _work(payload: dict[str, Any], send: Any) -> None:
     fan.writer = _PipeWriter(send, min(0.2, fan.opts.flush_interval_s))  # type: ignore[assignment]
     loop = asyncio.get_running_loop()
     # asked off the loop's thread: the pipe is shared with the row batches, whose writes may wait on the parent
-    fan.feed = Feed(lambda: loop.run_in_executor(None, send, "more", None), fan.opts.concurrency // 2)
+    budget = fan.opts.budget_usd
+    fan.feed = Feed(lambda: loop.run_in_executor(None, send, "more", None), fan.opts.concurrency // 2,
+                    budget_spent=lambda: budget is not None and fan.spent_usd >= budget)
     task = asyncio.ensure_future(fan.execute())
 
     def read_parent() -> None:  # more calls, then the parent closes our stdin: the end, or the stop signal
@@ -412,7 +438,7 @@ async def _work(payload: dict[str, Any], send: Any) -> None:
     threading.Thread(target=read_parent, daemon=True).start()
     with contextlib.suppress(asyncio.CancelledError):
         await task
-    send("done", {"queued_s": fan.stats.queued_s})
+    send("done", {"queued_s": fan.stats.queued_s, "budget_stopped": fan.feed.budget_stopped})
 
 
 def main() -> int:
