@@ -5,7 +5,11 @@
 Prints rows/s of each and their ratio (the figure to compare between machines: absolute times are noisy), plus
 the cost of one short-lived connection (open + close) and of the idempotent insert (anti-join on call_id) on a
 store that already holds ``--rows`` rows, and, with ``--two-processes``, what two processes writing batches to
-one file at the same time see (every row stored, lock waits). The last line is one JSON object.
+one file at the same time see (every row stored, lock waits). ``--steps 5000`` also times the steps of
+:meth:`Store.append_calls` on batches of that many rows (open, Arrow table, idempotent insert, close: DuckDB's
+checkpoint), and the same writes with DuckDB's checkpoint on close turned off (``PRAGMA
+disable_checkpoint_on_shutdown``: the next open replays the write-ahead log instead). The last line is one JSON
+object.
 """
 
 from __future__ import annotations
@@ -78,11 +82,51 @@ def two_processes(path: Path, batches: int = 40, batch_rows: int = 200) -> dict:
             "distinct": counts["d"].tolist(), "writers": outs}
 
 
+def steps(tmp: Path, batch: int, batches: int = 10) -> dict:
+    """Milliseconds per ``batch``-row batch of each step of :meth:`Store.append_calls` (the steps of
+    ``Store._insert`` on a connection of its own), and rows/s with and without the checkpoint on close."""
+    import duckdb
+
+    from llmlab.store import CALL_COLUMNS, Store, _arrow_rows
+
+    cols = ", ".join(CALL_COLUMNS)
+    sql = (f"INSERT INTO call_records ({cols}) SELECT {cols} FROM _r r WHERE NOT EXISTS "
+           "(SELECT 1 FROM call_records t WHERE t.run_id = r.run_id AND t.call_id = r.call_id)")
+    out: dict = {"batch_rows": batch}
+    for variant, pragma in (("checkpoint_on_close", None), ("no_checkpoint_on_close", "disable_checkpoint_on_shutdown")):
+        store = Store(tmp / f"steps-{variant}.duckdb")
+        store.append_calls(_rows(batch, "warm-up"))
+        data = _rows(batch * batches, variant)
+        ms = {"open": 0.0, "arrow": 0.0, "insert": 0.0, "close": 0.0}
+        t0 = time.perf_counter()
+        for i in range(0, len(data), batch):
+            t = time.perf_counter()
+            con = duckdb.connect(str(store.path))
+            if pragma:
+                con.execute(f"PRAGMA {pragma}")
+            ms["open"] += time.perf_counter() - t
+            t = time.perf_counter()
+            table = _arrow_rows(CALL_COLUMNS, data[i:i + batch])
+            ms["arrow"] += time.perf_counter() - t
+            t = time.perf_counter()
+            con.register("_r", table)
+            con.execute(sql)
+            con.unregister("_r")
+            ms["insert"] += time.perf_counter() - t
+            t = time.perf_counter()
+            con.close()
+            ms["close"] += time.perf_counter() - t
+        out[variant] = {"rows_per_s": round(len(data) / (time.perf_counter() - t0)),
+                        **{f"{k}_ms": round(v / batches * 1000, 1) for k, v in ms.items()}}
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rows", type=int, default=20000, help="rows for the bulk insert")
     ap.add_argument("--row-by-row", type=int, default=2000, help="rows for the row-by-row baseline")
     ap.add_argument("--two-processes", action="store_true", help="also measure two writer processes")
+    ap.add_argument("--steps", type=int, default=0, help="also time the steps of batches of this many rows")
     args = ap.parse_args(argv)
     from llmlab.store import CALL_COLUMNS, Store
 
@@ -131,6 +175,13 @@ def main(argv: list[str] | None = None) -> int:
     print(f"ratio bulk / row-by-row: {bulk_rate / single_rate:,.1f}x")
     print(f"short-lived connection (open + close): {connect_ms:.1f} ms")
     print(f"500-row batch into a {args.rows}-row store: plain {plain_ms:.1f} ms, idempotent (anti-join) {idem_ms:.1f} ms")
+    if args.steps:
+        figures["steps"] = st = steps(tmp, args.steps)
+        for variant in ("checkpoint_on_close", "no_checkpoint_on_close"):
+            v = st[variant]
+            print(f"{args.steps}-row batches, {variant.replace('_', ' ')}: {v['rows_per_s']:,} rows/s; per batch: "
+                  f"open {v['open_ms']} ms, Arrow table {v['arrow_ms']} ms, idempotent insert {v['insert_ms']} ms, "
+                  f"close {v['close_ms']} ms")
     if args.two_processes:
         two = two_processes(tmp / "two.duckdb")
         figures["two_processes"] = two
