@@ -398,6 +398,7 @@ class _PipeWriter(PeriodicFlush):
         self.send, self.interval_s = send, interval_s
         self._rows: list[tuple[dict[str, Any], list[dict[str, Any]]]] = []
         self._task: asyncio.Task[None] | None = None
+        self._sending: asyncio.Future[None] | None = None
 
     def add(self, row: dict[str, Any], scores: Any = ()) -> None:
         self._rows.append((row, list(scores)))
@@ -405,10 +406,18 @@ class _PipeWriter(PeriodicFlush):
     async def _flush(self) -> None:
         rows, self._rows = self._rows, []
         if rows:
-            await asyncio.to_thread(self.send, "rows", rows)
+            # a cancellation (close() stopping the periodic flush) stops this wait only, never the send: its
+            # thread goes on, and close() waits for it; otherwise the process could exit with those rows unsent
+            self._sending = asyncio.ensure_future(asyncio.to_thread(self.send, "rows", rows))
+            await asyncio.wait({self._sending})
+            self._sending.result()
 
     async def close(self) -> None:
+        """Stop the periodic flush, wait for a send it had begun, and send what is left."""
         await self._stop()
+        if self._sending is not None:
+            await asyncio.wait({self._sending})
+            self._sending.result()
         await self._flush()
 
 
