@@ -7,9 +7,9 @@ the cost of one short-lived connection (open + close) and of the idempotent inse
 store that already holds ``--rows`` rows, and, with ``--two-processes``, what two processes writing batches to
 one file at the same time see (every row stored, lock waits). ``--steps 5000`` also times the steps of
 :meth:`Store.append_calls` on batches of that many rows (open, Arrow table, idempotent insert, close: DuckDB's
-checkpoint), and the same writes with DuckDB's checkpoint on close turned off (``PRAGMA
-disable_checkpoint_on_shutdown``: the next open replays the write-ahead log instead). The last line is one JSON
-object.
+checkpoint), as the store does it (the file attached to the process's kept DuckDB instance) and with a new DuckDB
+instance per batch, with and without the checkpoint on close (``PRAGMA disable_checkpoint_on_shutdown``: the next
+open replays the write-ahead log instead). The last line is one JSON object.
 """
 
 from __future__ import annotations
@@ -84,16 +84,22 @@ def two_processes(path: Path, batches: int = 40, batch_rows: int = 200) -> dict:
 
 def steps(tmp: Path, batch: int, batches: int = 10) -> dict:
     """Milliseconds per ``batch``-row batch of each step of :meth:`Store.append_calls` (the steps of
-    ``Store._insert`` on a connection of its own), and rows/s with and without the checkpoint on close."""
+    ``Store._insert`` on a connection of its own), and rows/s, for three ways to open the file per batch:
+
+    - ``attach``: what the store does, attach the file to the process's kept DuckDB instance, detach it after
+      (the detach checkpoints);
+    - ``checkpoint_on_close``: a new DuckDB instance per batch (``duckdb.connect(file)``, the store before stop 26);
+    - ``no_checkpoint_on_close``: the same with ``PRAGMA disable_checkpoint_on_shutdown``."""
     import duckdb
 
+    from llmlab import store as store_module
     from llmlab.store import CALL_COLUMNS, Store, _arrow_rows
 
     cols = ", ".join(CALL_COLUMNS)
     sql = (f"INSERT INTO call_records ({cols}) SELECT {cols} FROM _r r WHERE NOT EXISTS "
            "(SELECT 1 FROM call_records t WHERE t.run_id = r.run_id AND t.call_id = r.call_id)")
     out: dict = {"batch_rows": batch}
-    for variant, pragma in (("checkpoint_on_close", None), ("no_checkpoint_on_close", "disable_checkpoint_on_shutdown")):
+    for variant in ("attach", "checkpoint_on_close", "no_checkpoint_on_close"):
         store = Store(tmp / f"steps-{variant}.duckdb")
         store.append_calls(_rows(batch, "warm-up"))
         data = _rows(batch * batches, variant)
@@ -101,9 +107,12 @@ def steps(tmp: Path, batch: int, batches: int = 10) -> dict:
         t0 = time.perf_counter()
         for i in range(0, len(data), batch):
             t = time.perf_counter()
-            con = duckdb.connect(str(store.path))
-            if pragma:
-                con.execute(f"PRAGMA {pragma}")
+            if variant == "attach":
+                con = store_module._open(store.path)
+            else:
+                con = duckdb.connect(str(store.path))
+                if variant == "no_checkpoint_on_close":
+                    con.execute("PRAGMA disable_checkpoint_on_shutdown")
             ms["open"] += time.perf_counter() - t
             t = time.perf_counter()
             table = _arrow_rows(CALL_COLUMNS, data[i:i + batch])
@@ -114,7 +123,10 @@ def steps(tmp: Path, batch: int, batches: int = 10) -> dict:
             con.unregister("_r")
             ms["insert"] += time.perf_counter() - t
             t = time.perf_counter()
-            con.close()
+            if variant == "attach":
+                store_module._close(store.path, con)
+            else:
+                con.close()
             ms["close"] += time.perf_counter() - t
         out[variant] = {"rows_per_s": round(len(data) / (time.perf_counter() - t0)),
                         **{f"{k}_ms": round(v / batches * 1000, 1) for k, v in ms.items()}}
@@ -177,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"500-row batch into a {args.rows}-row store: plain {plain_ms:.1f} ms, idempotent (anti-join) {idem_ms:.1f} ms")
     if args.steps:
         figures["steps"] = st = steps(tmp, args.steps)
-        for variant in ("checkpoint_on_close", "no_checkpoint_on_close"):
+        for variant in ("attach", "checkpoint_on_close", "no_checkpoint_on_close"):
             v = st[variant]
             print(f"{args.steps}-row batches, {variant.replace('_', ' ')}: {v['rows_per_s']:,} rows/s; per batch: "
                   f"open {v['open_ms']} ms, Arrow table {v['arrow_ms']} ms, idempotent insert {v['insert_ms']} ms, "

@@ -126,6 +126,65 @@ _migrated: set[str] = set()
 _process_lock = threading.RLock()
 _open_close_lock = threading.Lock()
 
+#: The name a store file is attached under on its process's DuckDB instance (see :class:`_Instance`).
+STORE_DATABASE = "llmlab_store"
+
+
+class _Instance:
+    """One in-memory DuckDB instance per store file and process, kept for the life of the process, on which the
+    file is attached while any connection of this process uses it and detached (its lock released, its
+    write-ahead log checkpointed) when the last one closes.
+
+    Why not ``duckdb.connect(file)`` per connection: creating a DuckDB instance costs about 13 ms (DuckDB 2.0,
+    an in-memory one too; ``benchmarks/store_writes.py --steps``), every time, since the file is closed between
+    connections so that other processes can open it. ``ATTACH`` / ``DETACH`` of the same file on a kept instance
+    costs about 1.4 ms and takes and releases the same lock. Touched only under ``_open_close_lock``."""
+
+    def __init__(self) -> None:
+        import duckdb
+
+        self.base = duckdb.connect(":memory:")
+        self.pid = os.getpid()
+        self.users = 0
+
+
+_instances: dict[str, _Instance] = {}
+
+
+def _open(path: Path) -> Any:
+    """A new connection (a cursor of the file's instance, ``USE``-ing the file); call under _open_close_lock.
+    Raises what ``ATTACH`` raises (``duckdb.IOException`` for a file another process holds)."""
+    key = str(path.resolve())
+    inst = _instances.get(key)
+    if inst is None or inst.pid != os.getpid():  # a forked child never touches its parent's instance
+        inst = _instances[key] = _Instance()
+    if inst.users == 0:
+        quoted = "'" + key.replace("'", "''") + "'"
+        inst.base.execute(f"ATTACH {quoted} AS {STORE_DATABASE}")
+    inst.users += 1
+    con = inst.base.cursor()
+    try:
+        con.execute(f"USE {STORE_DATABASE}")
+    except BaseException:
+        _close(path, con)
+        raise
+    return con
+
+
+def _close(path: Path, con: Any) -> None:
+    """Close a connection from :func:`_open`; the last one detaches the file and what was attached beside it
+    (``Store.attach``), which releases their locks. Call under _open_close_lock."""
+    inst = _instances[str(path.resolve())]
+    with contextlib.suppress(Exception):
+        con.close()
+    inst.users -= 1
+    if inst.users == 0:
+        names = [r[0] for r in inst.base.execute(
+            "SELECT database_name FROM duckdb_databases() WHERE NOT internal AND database_name <> 'memory'"
+        ).fetchall()]
+        for name in sorted(names, key=lambda n: n == STORE_DATABASE):  # the store last
+            inst.base.execute(f'DETACH DATABASE IF EXISTS "{name}"')
+
 
 def utc_now() -> datetime:
     """Current UTC time as a naive datetime (DuckDB TIMESTAMP, UTC by convention: columns end in ``_utc``)."""
@@ -217,6 +276,10 @@ class Store:
     def connect(self, *, read_only: bool = False) -> Iterator[Any]:
         """A short-lived DuckDB connection, retried while another process holds the file lock.
 
+        The connection is a cursor of this process's DuckDB instance for the file, on which the file is attached
+        (as ``llmlab_store``, the connection's default database) while any connection of this process is open;
+        the last one to close detaches it, which releases the lock for other processes (see :class:`_Instance`).
+
         Read-only connections are not used: DuckDB refuses a read-only open while another process writes, and a
         read-write one is the same lock. Yields a ``duckdb.DuckDBPyConnection``; closes it on exit. The time
         spent waiting for the lock is added to ``lock_wait_s`` / ``lock_retries`` (this handle's counters).
@@ -231,11 +294,10 @@ class Store:
         retries = 0
         while True:
             try:
-                # Within a process, DuckDB shares one database instance per file among connections; opening while
-                # another thread closes the last connection races ("Unique file handle conflict"), so opening and
-                # closing are serialized (using a connection is not).
+                # One instance per file and process (_Instance): attaching while another thread detaches would
+                # race, so opening and closing are serialized (using a connection is not).
                 with _open_close_lock:
-                    con = duckdb.connect(str(self.path))
+                    con = _open(self.path)
                 break
             except duckdb.IOException as exc:
                 if not _is_lock_error(exc) or time.monotonic() > deadline:
@@ -254,13 +316,13 @@ class Store:
             self._run_attachments(con)
         except BaseException:
             with _open_close_lock:
-                con.close()
+                _close(self.path, con)
             raise
         try:
             yield con
         finally:
             with _open_close_lock:
-                con.close()
+                _close(self.path, con)
 
     def _run_attachments(self, con: Any) -> None:
         for alias, (source, stmts) in self._attached.items():

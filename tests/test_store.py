@@ -81,6 +81,42 @@ def test_another_process_holding_the_file_is_waited_for_then_given_up_on(tmp_pat
         holder.wait()
 
 
+OPENER = textwrap.dedent("""
+    import sys, duckdb
+    try:
+        duckdb.connect(sys.argv[1]).close()
+        print("opened")
+    except duckdb.IOException as exc:
+        print("refused" if "lock" in str(exc).lower() else f"error {exc}")
+""")
+
+
+def _other_process_opens(path) -> str:
+    return subprocess.run([sys.executable, "-c", OPENER, str(path)], capture_output=True, text=True,
+                          timeout=60).stdout.strip()
+
+
+def test_the_file_is_held_only_while_a_connection_of_this_process_is_open(tmp_path):
+    # the store keeps one DuckDB instance per file for the process and attaches the file per connection: the
+    # lock must still be released when the last connection closes, for other processes (another kernel, the CLI)
+    store = Store(tmp_path / "s.duckdb")
+    team = Store(tmp_path / "team.duckdb")
+    team.append_calls([_call("t1", run_id="rt")])
+    store.attach(tmp_path / "team.duckdb", "team")
+    store.append_calls([_call("c1")])
+    assert _other_process_opens(store.path) == "opened"
+    assert _other_process_opens(team.path) == "opened"  # what was attached beside it is released too
+    with store.connect() as held:
+        assert _other_process_opens(store.path) == "refused"
+        assert _other_process_opens(team.path) == "refused"  # attached read-only: still a lock
+        with store.connect() as second:  # another thread's connection opening and closing meanwhile
+            second.execute("SELECT 1")
+        assert held.execute("SELECT count(*) FROM call_records").fetchone()[0] == 1  # the first one still works
+        assert held.execute("SELECT count(*) FROM team.call_records").fetchone()[0] == 1
+    assert _other_process_opens(store.path) == "opened"
+    assert store.sql("SELECT count(*) AS n FROM team.calls")["n"][0] == 1  # the attachment is made again
+
+
 def test_threads_opening_and_closing_connections_never_conflict(tmp_path):
     """DuckDB shares one database instance per file in a process; open/close races used to raise
     'Unique file handle conflict' (27 of 1,200 calls with 4 threads before the fix)."""
