@@ -50,6 +50,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from llmlab.attach import quote_literal
 from llmlab.errors import (
     CallNotFoundError,
     RunNotFoundError,
@@ -159,8 +160,7 @@ def _open(path: Path) -> Any:
     if inst is None or inst.pid != os.getpid():  # a forked child never touches its parent's instance
         inst = _instances[key] = _Instance()
     if inst.users == 0:
-        quoted = "'" + key.replace("'", "''") + "'"
-        inst.base.execute(f"ATTACH {quoted} AS {STORE_DATABASE}")
+        inst.base.execute(f"ATTACH {quote_literal(key)} AS {STORE_DATABASE}")
     inst.users += 1
     con = inst.base.cursor()
     try:
