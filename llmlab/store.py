@@ -50,6 +50,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from llmlab import frames
 from llmlab.attach import quote_literal
 from llmlab.errors import (
     CallNotFoundError,
@@ -591,14 +592,15 @@ class Store:
         if not keys:
             return {}
         with self.connect() as con:
-            frame = con.execute(
+            frame = frames.frame(
+                con,
                 """
                 SELECT * FROM call_records
                 WHERE status = 'ok' AND NOT cached AND cache_key IN (SELECT unnest(?::VARCHAR[]))
                 QUALIFY row_number() OVER (PARTITION BY cache_key ORDER BY created_at_utc) = 1
                 """,
                 [keys],
-            ).df()
+            )
         return {r["cache_key"]: r for r in frame.to_dict("records")}
 
     def runs(self, limit: int | None = None) -> Any:
@@ -634,14 +636,15 @@ class Store:
         if con is None:
             with self.connect() as own:
                 return self.resolve_run(ref, con=own)
+        # fetchall, not fetchone: DuckDB 2 refuses other work on a connection with an unfinished result
         if ref in (None, "", "last", "latest"):
-            row = con.execute("SELECT run_id FROM runs ORDER BY created_at_utc DESC LIMIT 1").fetchone()
+            row = next(iter(con.execute("SELECT run_id FROM runs ORDER BY created_at_utc DESC LIMIT 1").fetchall()), None)
         else:
-            row = con.execute("SELECT run_id FROM runs WHERE run_id = ?", [ref]).fetchone()
+            row = next(iter(con.execute("SELECT run_id FROM runs WHERE run_id = ?", [ref]).fetchall()), None)
             if row is None:
-                row = con.execute(
+                row = next(iter(con.execute(
                     "SELECT run_id FROM runs WHERE name = ? ORDER BY created_at_utc DESC LIMIT 1", [ref]
-                ).fetchone()
+                ).fetchall()), None)
             if row is None:
                 rows = con.execute("SELECT run_id FROM runs WHERE starts_with(run_id, ?)", [ref]).fetchall()
                 row = rows[0] if len(rows) == 1 else None
@@ -668,7 +671,8 @@ class Store:
         """
         with self.connect() as con:
             run_id = self.resolve_run(ref, con=con)
-            frame = con.execute(
+            frame = frames.frame(
+                con,
                 """
                 SELECT c.*, q.quality, q.human_score, q.human_comment, q.judge_score, q.auto_score
                 FROM calls c LEFT JOIN call_quality q ON q.call_id = c.call_id AND q.run_id = c.run_id
@@ -676,7 +680,7 @@ class Store:
                 ORDER BY c.category, c.prompt_id, c.model, c.sample_index
                 """,
                 [run_id],
-            ).df()
+            )
         return frame
 
     def scores(self, ref: str | None = None) -> Any:
