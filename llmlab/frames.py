@@ -2,7 +2,7 @@
 
 Why: with pandas 3 (whose strings are Arrow-backed), DuckDB's ``.df()`` builds a Python ``str`` per value and
 pandas then packs them back into Arrow, so the frame of a 10^5-call run costs about 0.12 s for 34 columns;
-``to_arrow_table().to_pandas()`` costs about 0.04 s for the same rows (``benchmarks/store.py``, stop 27). Arrow's
+``to_arrow_table().to_pandas()`` costs about 0.04 s for the same rows (a 10^6-call store of ``benchmarks.store_scale.fill``, stop 27). Arrow's
 conversion differs from DuckDB's in four places, mended here so that readers see the frame they always saw:
 
 - an integer column with NULLs: pandas' nullable ``Int8`` .. ``Int64`` (Arrow gives ``float64``);
@@ -39,14 +39,13 @@ def frame(con: Any, query: str, params: Sequence[Any] | None = None) -> Any:
     """
     import numpy as np
     import pandas as pd
+    import pyarrow as pa
 
     table = con.sql(query, params=list(params or [])).to_arrow_table()
     names = table.schema.names
     if len(set(names)) < len(names) or not all(_plain(f.type) for f in table.schema):
         return con.from_arrow(table).df()
     out = table.to_pandas()
-    import pyarrow as pa
-
     for f in table.schema:
         col = table.column(f.name)
         if pa.types.is_string(f.type) or pa.types.is_large_string(f.type) or pa.types.is_null(f.type):

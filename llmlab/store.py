@@ -636,15 +636,17 @@ class Store:
         if con is None:
             with self.connect() as own:
                 return self.resolve_run(ref, con=own)
-        # fetchall, not fetchone: DuckDB 2 refuses other work on a connection with an unfinished result
+
+        def first(query: str, params: list[Any]) -> Any:
+            # fetchall, not fetchone: DuckDB 2 refuses other work on a connection with an unfinished result
+            return next(iter(con.execute(query, params).fetchall()), None)
+
         if ref in (None, "", "last", "latest"):
-            row = next(iter(con.execute("SELECT run_id FROM runs ORDER BY created_at_utc DESC LIMIT 1").fetchall()), None)
+            row = first("SELECT run_id FROM runs ORDER BY created_at_utc DESC LIMIT 1", [])
         else:
-            row = next(iter(con.execute("SELECT run_id FROM runs WHERE run_id = ?", [ref]).fetchall()), None)
+            row = first("SELECT run_id FROM runs WHERE run_id = ?", [ref])
             if row is None:
-                row = next(iter(con.execute(
-                    "SELECT run_id FROM runs WHERE name = ? ORDER BY created_at_utc DESC LIMIT 1", [ref]
-                ).fetchall()), None)
+                row = first("SELECT run_id FROM runs WHERE name = ? ORDER BY created_at_utc DESC LIMIT 1", [ref])
             if row is None:
                 rows = con.execute("SELECT run_id FROM runs WHERE starts_with(run_id, ?)", [ref]).fetchall()
                 row = rows[0] if len(rows) == 1 else None
