@@ -18,6 +18,7 @@ import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import duckdb
 import pandas as pd
 import pytest
 import yaml
@@ -510,13 +511,31 @@ def test_faults_through_the_proxy_at_concurrency_lose_no_row_or_report_exactly_w
 
     n, concurrency = 150, 25
     proxy, db = proxy_with_logger(LLMLAB_PRODUCTION_QUEUE_SIZE=str(queue_size),
-                                  LLMLAB_PRODUCTION_FLUSH_INTERVAL_S="1.0")
+                                  LLMLAB_PRODUCTION_FLUSH_INTERVAL_S="1.0", LLMLAB_PRODUCTION_LOCK_TIMEOUT_S="300")
     sandbox.reset_stats()
     sandbox.inject("500", rate=0.1)
     tags = [["arithmetic"], ["code"], []]
+
+    def send(pool, first, count):
+        return list(pool.map(lambda i: _proxy_chat(proxy, {"model": "llmlab-router", "tags": tags[i % 3],
+                                                           "messages": _msgs(f"load {i}")})[0],
+                             range(first, first + count)))
+
     with ThreadPoolExecutor(concurrency) as pool:
-        statuses = list(pool.map(lambda i: _proxy_chat(proxy, {"model": "llmlab-router", "tags": tags[i % 3],
-                                                               "messages": _msgs(f"load {i}")})[0], range(n)))
+        if queue_size == 10_000:
+            statuses = send(pool, 0, n)
+        else:
+            # force the drops instead of hoping for them: this process holds the store's file lock, so the
+            # proxy's writer waits for it and stops draining the queue of 4; traffic goes on until the proxy logs
+            # its first drop (and at least n requests have gone, so that some met the injected 500), then the lock
+            # is released and the writer catches up
+            statuses = []
+            with duckdb.connect(str(db)):
+                while (("production logger queue full" not in proxy.log() or len(statuses) < n)
+                       and len(statuses) < 40 * concurrency):
+                    statuses += send(pool, len(statuses), concurrency)
+            assert "production logger queue full" in proxy.log(), proxy.log()[-2000:]
+            n = len(statuses)
     assert len(statuses) == n
     served = sandbox.stats()
     assert served["by_outcome"].get("500", 0) > 0
