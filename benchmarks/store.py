@@ -12,7 +12,8 @@ The store is generated inside DuckDB by :func:`benchmarks.store_scale.fill` (no 
   (:func:`llmlab.analysis.summary_sql.summarize_run`; target < 1 s);
 - ``routing_table``: :func:`llmlab.routing_table` of the stored run (target < 2 s);
 - ``results``: :meth:`Store.results` of the run (target < 1 s);
-- ``compare``: opening :func:`llmlab.compare` on the run, the widget built, not rendered (target < 3 s).
+- ``compare``: opening :func:`llmlab.compare` on the run, the widget built, not rendered (target < 3 s); beside
+  it ``compare_floor``, the same view of the run's first 4 calls: what its widgets cost whatever the run's size.
 
 The baseline of each is one raw DuckDB ``GROUP BY`` of the run per model x category (n, ok calls, mean score,
 p50/p95/p99 latency, cost, error rate) -- for ``results`` a raw ``SELECT`` of the run's rows into pandas -- and
@@ -55,12 +56,15 @@ def _rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def _median_s(fn, repeats: int) -> float:  # noqa: ANN001
+def _median_s(fn, repeats: int, views: list | None = None) -> float:  # noqa: ANN001
+    """The median wall time of ``fn()``; the widget views it appended to ``views`` are closed after each timing."""
     times = []
     for _ in range(repeats):
         t0 = time.perf_counter()
         fn()
         times.append(time.perf_counter() - t0)
+        while views:
+            views.pop().close()
     return statistics.median(times)
 
 
@@ -98,6 +102,11 @@ def reads(store, run_id: str, repeats: int) -> dict[str, float]:  # noqa: ANN001
     import llmlab
     from llmlab.analysis import summarize
     from llmlab.routing import routing_table
+    from llmlab.widgets import CompareView
+
+    views: list = []  # each view opened is closed after its timing (CompareView.close), as a replaced view is
+    first = store.results(run_id).head(4)
+    models = first["model"].unique().tolist()
 
     def raw_group_by() -> None:
         with store.connect(read_only=True) as con:
@@ -113,7 +122,8 @@ def reads(store, run_id: str, repeats: int) -> dict[str, float]:  # noqa: ANN001
         "summary": _median_s(lambda: summarize(run_id, by=("model", "category"), store=store), repeats),
         "routing_table": _median_s(lambda: routing_table(run_id, store=store), repeats),
         "results": _median_s(lambda: store.results(run_id), repeats),
-        "compare": _median_s(lambda: llmlab.compare(run_id, store=store), repeats),
+        "compare": _median_s(lambda: views.append(llmlab.compare(run_id, store=store)), repeats, views),
+        "compare_floor": _median_s(lambda: views.append(CompareView(first, models=models)), repeats, views),
     }
     return out
 
@@ -161,6 +171,10 @@ def main(argv: list[str] | None = None) -> int:
               f"{'met' if met else 'MISSED'}")
         result[f"store.{key}_s"] = round(r[key], 3)
         result[f"store.{key}_ratio"] = round(ratio, 2)
+    floor = r["compare_floor"]
+    print(f"{'compare floor':>14}: {floor:7.3f} s (the view of 4 calls: its widgets); with one raw GROUP BY for its "
+          f"header that is {(floor + r['raw_group_by']) / r['raw_group_by']:.1f} x the GROUP BY before any row is read")
+    result["store.compare_floor_s"] = round(floor, 3)
     print(f"peak RSS {rss:,.0f} MiB (after generating the store: {rss_before:,.0f} MiB)")
     result["store.peak_rss_mib"] = round(rss)
     print(json.dumps(result))

@@ -149,3 +149,18 @@ def test_the_views_results_frame_is_the_same_either_way() -> None:
     pd.testing.assert_frame_equal(by_columns.results, by_records.results)
     assert by_columns.results.set_index("call_id").loc["c5-m/b", "human_score"] == 0.25
     assert list(by_columns.results["call_id"]) == list(frame["call_id"])
+
+
+def test_closing_a_view_closes_every_widget_it_made_and_drops_its_calls() -> None:
+    from ipywidgets.widgets import widget as ipywidget
+
+    before = set(ipywidget._instances)
+    view = CompareView(_frame(), models=MODELS, page_size=7)
+    made = set(ipywidget._instances) - before
+    # the off-screen cells of the pool, and every layout and style, are widgets of their own
+    assert len(made) > 7 * len(MODELS) * 3 and view.model_id in made
+    view.close()
+    assert set(ipywidget._instances) == before and view.comm is None
+    assert len(view._records) == 0 and len(view.grid_rows) == 0
+    view.close()  # twice: nothing left to close
+    assert set(ipywidget._instances) == before

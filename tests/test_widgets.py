@@ -478,6 +478,11 @@ def test_lab_reopens_a_past_run(run, store):
     assert lab.results_box.children == (lab.view,)
     assert len(lab.view.grid_rows) == 13
     assert isinstance(lab, Lab)
+    # opening it again replaces the view, and the replaced one is closed: its widgets and calls are freed
+    first = lab.view
+    lab.open_run_button.click()
+    assert lab.view is not first and len(lab.view.grid_rows) == 13 and lab.view.comm is not None
+    assert first.comm is None and first.grid.comm is None and len(first._records) == 0
 
 
 def test_grid_rows_filter_and_sort_as_pure_functions():

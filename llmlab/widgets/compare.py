@@ -43,6 +43,7 @@ from llmlab.widgets.compare_tabs import ChartsAndRouting, _warm_chart_imports
 from llmlab.widgets.download import DownloadPanel
 from llmlab.widgets.grid import GridRows, grid_rows
 from llmlab.widgets.images import thumbnails
+from llmlab.widgets.lifetime import close_tree
 from llmlab.widgets.pairs import TAB_TITLES, PairsView
 from llmlab.widgets.records import RecordTable, header_figures, index_frame
 from llmlab.widgets.routing_tab import _fmt_int, _fmt_score
@@ -600,6 +601,15 @@ class CompareView(ChartsAndRouting, W.VBox):
         cid = self._page_cells.get((r, i))
         if cid is not None:
             self.select(cid)
+
+    def close(self) -> None:
+        """Close the view: all of its widgets (the off-screen pool, layouts and styles included) leave the kernel's
+        widget registry and the page, and its calls are dropped, so that a replaced view's memory is freed
+        (:func:`llmlab.widgets.lifetime.close_tree`). Closing twice is harmless."""
+        with self._lock:
+            close_tree(self)
+            self._records, self._index, self._order, self._prompt_info = RecordTable(), {}, [], {}
+            self.grid_rows = GridRows([], {}, {}, {}, [])
 
     def select(self, call_id: str) -> None:
         """Show one call's full answer, prompt, reference, scores and metadata, and its prompt side by side.

@@ -326,6 +326,7 @@ class Lab(W.VBox):
         self.options()
         run_id = new_id("r")
         view = CompareView([], models=models, run_id=run_id, store=self.store, page_size=self.page_size)
+        self._replace_view(view)
         self.view, self.run_id, self.run_status, self.last_stats = view, run_id, "running", None
         self._cancel_requested = False
         self._task = None
@@ -453,10 +454,17 @@ class Lab(W.VBox):
         if values:
             self.runs_select.value = current if current in values else values[0]
 
+    def _replace_view(self, view: CompareView) -> None:
+        """Close the view ``view`` replaces (its widgets and calls freed), unless a run is still filling it."""
+        old = self.view
+        if old is not None and old is not view and not self.running:
+            old.close()
+
     def open_run(self, run: str | None = None) -> CompareView:
         """Show a past run (default: the one chosen in :attr:`runs_select`) as it was, ratings included."""
         ref = run or self.runs_select.value
         view = CompareView.from_store(ref, self.store, page_size=self.page_size)
+        self._replace_view(view)
         self.view = view
         self.results_box.children = [view]
         self._status(f"opened run {view.run_id}")
