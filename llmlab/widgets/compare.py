@@ -606,10 +606,10 @@ class CompareView(ChartsAndRouting, W.VBox):
         """Close the view: all of its widgets (the off-screen pool, layouts and styles included) leave the kernel's
         widget registry and the page, and its calls are dropped, so that a replaced view's memory is freed
         (:func:`llmlab.widgets.lifetime.close_tree`). Closing twice is harmless."""
-        with self._lock:
-            close_tree(self)
+        with self._lock:  # the calls go first, so that the walk for widgets does not read through them
             self._records, self._index, self._order, self._prompt_info = RecordTable(), {}, [], {}
             self.grid_rows = GridRows([], {}, {}, {}, [])
+            close_tree(self)
 
     def select(self, call_id: str) -> None:
         """Show one call's full answer, prompt, reference, scores and metadata, and its prompt side by side.
